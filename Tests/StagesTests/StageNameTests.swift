@@ -1,0 +1,6 @@
+import XCTest
+import Stages
+
+final class StageNameTests: XCTestCase {
+    func testSixStagesPlusWriter() { XCTAssertEqual(StageName.allCases.count, 7) }
+}

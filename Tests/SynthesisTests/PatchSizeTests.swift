@@ -1,0 +1,6 @@
+import XCTest
+import Synthesis
+
+final class PatchSizeTests: XCTestCase {
+    func testPatchIs96() { XCTAssertEqual(Synthesis.patchSize, 96) }
+}
