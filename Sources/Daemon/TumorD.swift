@@ -8,6 +8,8 @@ struct TumorD: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Version.self,
+            Inspect.self,
+            Phantom.self,
         ]
     )
 }
