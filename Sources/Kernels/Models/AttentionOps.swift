@@ -62,9 +62,13 @@ public enum AttentionOps {
         let hidden = heads * dimHead
         let scale = Float(1) / Float(dimHead).squareRoot()
         NetworkOps.parallelFor(groups) { range in
-            var q = [Float](repeating: 0, count: T * dimHead), k = q, v = q
-            var sim = [Float](repeating: 0, count: T * T)
-            var o = [Float](repeating: 0, count: dimHead)
+            let q = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
+            let k = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
+            let v = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
+            let sim = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
+            let o = UnsafeMutablePointer<Float>.allocate(capacity: dimHead)
+            defer { q.deallocate(); k.deallocate(); v.deallocate(); sim.deallocate(); o.deallocate() }
+            let (qb, kb, vb, simb, ob) = (q, k, v, sim, o)
             for g in range {
                 for h in 0..<heads {
                     for t in 0..<T {
@@ -89,19 +93,16 @@ public enum AttentionOps {
                     for i in 0..<T {
                         var mx = -Float.infinity
                         for j in 0..<T {
-                            var s: Float = 0
-                            for d in 0..<dimHead { s += q[i * dimHead + d] * k[j * dimHead + d] }
+                            var s = dot(qb + i * dimHead, kb + j * dimHead, dimHead)
                             if let bias { s += bias[(h * T + i) * T + j] }
                             sim[i * T + j] = s
                             mx = max(mx, s)
                         }
-                        var sum: Float = 0
-                        for j in 0..<T { let e = Foundation.exp(sim[i * T + j] - mx); sim[i * T + j] = e; sum += e }
+                        let sum = expInPlace(simb + i * T, T, subtract: mx)
                         let inv = 1 / sum
                         for d in 0..<dimHead { o[d] = 0 }
                         for j in 0..<T {
-                            let a = sim[i * T + j] * inv
-                            for d in 0..<dimHead { o[d] += a * v[j * dimHead + d] }
+                            axpy(sim[i * T + j] * inv, vb + j * dimHead, ob, dimHead)
                         }
                         let orow = out + (g * groupStride + i * tokenStride) * hidden + h * dimHead
                         for d in 0..<dimHead { orow[d] = o[d] }
@@ -129,15 +130,18 @@ public enum AttentionOps {
                 // q: softmax over d for each position.
                 for n in 0..<P { colMax[n] = -Float.infinity; colSum[n] = 0 }
                 for d in 0..<dimHead { let r = q + d * N; for n in 0..<P { colMax[n] = max(colMax[n], r[n]) } }
-                for d in 0..<dimHead { let r = q + d * N; for n in 0..<P { let e = Foundation.exp(r[n] - colMax[n]); r[n] = e; colSum[n] += e } }
+                for d in 0..<dimHead {
+                    let r = q + d * N
+                    colMax.withUnsafeBufferPointer { cm in _ = expInPlace(r, P, subtract: 0, minus: cm.baseAddress!) }
+                    for n in 0..<P { colSum[n] += r[n] }
+                }
                 for d in 0..<dimHead { let r = q + d * N; for n in 0..<P { r[n] = r[n] / colSum[n] * scale } }
                 // k: softmax over positions for each feature.
                 for d in 0..<dimHead {
                     let r = k + d * N
                     var mx = -Float.infinity
                     for n in 0..<P { mx = max(mx, r[n]) }
-                    var s: Float = 0
-                    for n in 0..<P { let e = Foundation.exp(r[n] - mx); r[n] = e; s += e }
+                    let s = expInPlace(r, P, subtract: mx)
                     let inv = 1 / s
                     for n in 0..<P { r[n] *= inv }
                 }
@@ -155,6 +159,30 @@ public enum AttentionOps {
                 }
             }
         }
+    }
+
+    /// p[i] = exp(p[i] − subtract − minus[i]) (minus optional); returns the sum.
+    @inline(__always)
+    static func expInPlace(_ p: UnsafeMutablePointer<Float>, _ n: Int, subtract: Float, minus: UnsafePointer<Float>? = nil) -> Float {
+        var acc = SIMD8<Float>.zero
+        var i = 0
+        let raw = UnsafeMutableRawPointer(p)
+        while i + 8 <= n {
+            var v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) - subtract
+            if let minus { v -= UnsafeRawPointer(minus).loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
+            let e = NetworkOps.fastExp(v)
+            raw.storeBytes(of: e, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+            acc += e
+            i += 8
+        }
+        var s = acc.sum()
+        while i < n {
+            let e = Foundation.exp(p[i] - subtract - (minus?[i] ?? 0))
+            p[i] = e
+            s += e
+            i += 1
+        }
+        return s
     }
 
     @inline(__always)

@@ -337,9 +337,9 @@ public enum NetworkOps {
         y = y * x + 1.6666665459E-1
         y = y * x + 5.0000001201E-1
         y = y * z + x + 1
-        let n = SIMD8<Int32>(fx, rounding: .towardZero) &+ 127
-        let bits = SIMD8<UInt32>(truncatingIfNeeded: n) &<< 23
-        let pow2 = unsafeBitCast(bits, to: SIMD8<Float>.self)
+        // 2^fx by building the exponent bits: fx + 127 + 2^23 holds fx + 127 in its low mantissa bits.
+        let biased = unsafeBitCast(fx + 8_388_735, to: SIMD8<UInt32>.self) & 0x7FFFFF
+        let pow2 = unsafeBitCast(biased &<< 23, to: SIMD8<Float>.self)
         return y * pow2
     }
 

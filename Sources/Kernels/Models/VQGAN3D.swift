@@ -195,6 +195,7 @@ public final class VQGAN3D {
         let blocks = (B * S + rowsPerBlock - 1) / rowsPerBlock
         flat.withUnsafeBufferPointer { fp in
             codebook.withUnsafeBufferPointer { ep in
+                codebookNorms.withUnsafeBufferPointer { nb in
                 indices.withUnsafeMutableBufferPointer { ip in
                     let ipBase = ip.baseAddress!
                     NetworkOps.parallelFor(blocks) { range in
@@ -207,17 +208,37 @@ public final class VQGAN3D {
                                 for r in 0..<nr {
                                     var zz: Float = 0
                                     for c in 0..<C { zz += fp[(r0 + r) * C + c] * fp[(r0 + r) * C + c] }
-                                    let row = dp.baseAddress! + r * codes
-                                    var best = Float.infinity, bi = 0
-                                    for k in 0..<codes {
-                                        let d = (zz - 2 * row[k]) + codebookNorms[k]
+                                    let row = UnsafeRawPointer(dp.baseAddress! + r * codes)
+                                    let norms = UnsafeRawPointer(nb.baseAddress!)
+                                    // argmin of (‖z‖² − 2 z·e) + ‖e‖², first index on ties, 8 lanes at a time.
+                                    var bestV = SIMD8<Float>(repeating: .infinity)
+                                    var bestI = SIMD8<Int32>(repeating: 0)
+                                    var lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+                                    var k = 0
+                                    while k + 8 <= codes {
+                                        let d = (zz - 2 * row.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self))
+                                            + norms.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self)
+                                        let better = d .< bestV
+                                        bestV.replace(with: d, where: better)
+                                        bestI.replace(with: lane, where: better)
+                                        lane &+= 8
+                                        k += 8
+                                    }
+                                    var best = Float.infinity, bi = Int.max
+                                    for l in 0..<8 where bestV[l] < best || (bestV[l] == best && Int(bestI[l]) < bi) {
+                                        best = bestV[l]; bi = Int(bestI[l])
+                                    }
+                                    while k < codes {
+                                        let d = (zz - 2 * row.load(fromByteOffset: 4 * k, as: Float.self)) + norms.load(fromByteOffset: 4 * k, as: Float.self)
                                         if d < best { best = d; bi = k }
+                                        k += 1
                                     }
                                     ipBase[r0 + r] = Int32(bi)
                                 }
                             }
                         }
                     }
+                }
                 }
             }
         }
