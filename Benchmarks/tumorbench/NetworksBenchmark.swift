@@ -35,6 +35,10 @@ enum NetworksBenchmark {
 
     /// Raw `cblas_sgemm` GFLOP/s on a 1024³ product: the baseline the efficiencies divide by.
     static func sgemmGFLOPs(runs: Int) -> Double {
+        // The baseline always uses every core through OpenBLAS's own threads.
+        let saved = BLASThreads.count
+        BLASThreads.count = ProcessInfo.processInfo.activeProcessorCount
+        defer { BLASThreads.count = saved }
         let n = 1024
         let a = [Float](repeating: 0.5, count: n * n), b = [Float](repeating: 0.25, count: n * n)
         var c = [Float](repeating: 0, count: n * n)
@@ -54,17 +58,23 @@ enum NetworksBenchmark {
         var selected: [String] = []
         var runsOverride: Int? = nil
         var dir = "../shared/fixtures/difftumor"
+        // Default: OpenBLAS threads on every core. `--blas-threads 1` runs OpenBLAS single-threaded and
+        // splits the GEMMs across the op workers instead (NetworkOps.workerGEMM).
+        var blasThreads = ProcessInfo.processInfo.activeProcessorCount
         var i = 0
         while i < args.count {
             switch args[i] {
             case "--runs": runsOverride = Int(args[i + 1]); i += 1
             case "--fixtures": dir = args[i + 1]; i += 1
+            case "--blas-threads": blasThreads = Int(args[i + 1]) ?? 1; i += 1
             default: selected.append(args[i])
             }
             i += 1
         }
         if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
 
+        NetworkOps.threads = ProcessInfo.processInfo.activeProcessorCount
+        BLASThreads.count = blasThreads
         let engine = try DiffTumorEngine(autoencoderPath: dir + "/autoencoder.ckpt", earlyPath: dir + "/diffusion_early.pt",
                                          noearlyPath: dir + "/diffusion_noearly.pt")
         var rng = GaussianNoise(seed: 7)
