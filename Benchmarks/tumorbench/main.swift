@@ -8,3 +8,4 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
 if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
+if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }

@@ -10,6 +10,7 @@ struct TumorD: ParsableCommand {
             Version.self,
             Inspect.self,
             Phantom.self,
+            Model.self,
         ]
     )
 }
