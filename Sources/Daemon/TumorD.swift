@@ -8,6 +8,7 @@ struct TumorD: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Version.self,
+            Synth.self,
         ]
     )
 }
