@@ -135,7 +135,13 @@ enum SynthesisBenchmark {
                 var rng = SynthRandom(seed: UInt64(r + 3))
                 return Double(try OrganCropper(organ: .liver).crop(ct: volume, label: organ, healthy: true, rng: &rng).foregroundCount)
             }
-            line("crop 300×250×250 (liver rule)", t)
+            line("crop 300×250×250 (prepare + crop)", t)
+            let source = try OrganCropper(organ: .liver).prepare(ct: volume, label: organ)
+            let t2 = try time(runs) { r in
+                var rng = SynthRandom(seed: UInt64(r + 3))
+                return Double(try OrganCropper(organ: .liver).crop(source, healthy: true, rng: &rng).foregroundCount)
+            }
+            line("crop 300×250×250 (prepared volume)", t2)
         }
         print(String(format: "peak RSS %.0f MiB", peakRSSMiB()))
     }

@@ -157,9 +157,14 @@ extension MaskGrid {
     func cropped(from lo: [Int], to hi: [Int]) -> MaskGrid {
         let s = GridSize(max(0, hi[0] - lo[0]), max(0, hi[1] - lo[1]), max(0, hi[2] - lo[2]))
         var out = MaskGrid(zeros: s)
-        for x in 0..<s.x { for y in 0..<s.y { for z in 0..<s.z {
-            out.voxels[s.index(x, y, z)] = self[lo[0] + x, lo[1] + y, lo[2] + z]
-        } } }
+        voxels.withUnsafeBufferPointer { src in
+            out.voxels.withUnsafeMutableBufferPointer { dst in
+                for x in 0..<s.x { for y in 0..<s.y {
+                    let from = size.index(lo[0] + x, lo[1] + y, lo[2]), to = s.index(x, y, 0)
+                    for z in 0..<s.z { dst[to + z] = src[from + z] }
+                } }
+            }
+        }
         return out
     }
 }
