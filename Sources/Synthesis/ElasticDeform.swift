@@ -32,7 +32,7 @@ public enum ElasticDeform {
         let size = input.size
         let strides = [size.y * size.z, size.z, 1]
         let axisC = 3 - axes.0 - axes.1
-        let na = size[axes.0], nb = size[axes.1], nc = size[axisC]
+        let na = size[axes.0], nb = size[axes.1]
         let sa = strides[axes.0], sb = strides[axes.1], sc = strides[axisC]
         var out = MaskGrid(zeros: size)
         if size.count == 0 { return (out, nil) }
