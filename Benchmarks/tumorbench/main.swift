@@ -9,3 +9,4 @@ print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (arg
 if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
+if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }

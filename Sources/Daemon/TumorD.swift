@@ -11,6 +11,7 @@ struct TumorD: ParsableCommand {
             Inspect.self,
             Phantom.self,
             Model.self,
+            Synth.self,
         ]
     )
 }
