@@ -31,7 +31,7 @@ class WireError(ValueError):
 @dataclass
 class Patch:
     """One patch: its header (a PatchHeader protobuf message) and its payloads as numpy arrays.
-    Arrays received with copy=False are read-only views of the ZeroMQ frames."""
+    Arrays received with copy=False are views of the ZeroMQ frames (no copy)."""
 
     header: "schema.PatchHeader"
     arrays: Dict[str, np.ndarray] = field(default_factory=dict)
@@ -76,8 +76,8 @@ class Patch:
         return np.array(self.header.affine, dtype=np.float64).reshape(4, 4) if len(self.header.affine) == 16 else None
 
     def torch(self) -> Dict[str, "object"]:
-        """The payloads as torch tensors (needs torch). Read-only arrays are copied first, since
-        torch tensors are writable; writable arrays are shared without a copy."""
+        """The payloads as torch tensors (needs torch): writable arrays are shared without a copy,
+        read-only ones (older pyzmq) are copied first, since torch tensors are writable."""
         import torch
 
         return {k: torch.from_numpy(a if a.flags.writeable else a.copy()) for k, a in self.arrays.items()}
