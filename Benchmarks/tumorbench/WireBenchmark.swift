@@ -13,6 +13,9 @@ import Wire
 ///          (Swift) / tumorstream.PatchStream (header parse, validation, numpy views) (Python)
 ///   wire+copy (Swift only): as wire, then `materialized()`: the payloads copied into Tensor and
 ///          [UInt8] values, what a stage that computes on the voxels pays.
+/// The Python receiver runs twice: as is, and with tumorstream.keep_freed_memory() (glibc malloc
+/// thresholds fixed so that receive buffers are reused rather than faulted in per patch); in each
+/// run raw and wire share the process and its settings.
 /// One connection carries the variants in alternating blocks of `perRun` patches (so all see the
 /// same load on a shared machine); the first round is a discarded warm-up, then `runs` rounds are
 /// timed at the receiver while the sender keeps the pipe full; the order of the variants rotates
@@ -32,6 +35,7 @@ enum WireBenchmark {
     }
 
     static func run(_ args: [String]) throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // one line at a time, also into a pipe
         var o = Options()
         var i = 0
         while i < args.count {
@@ -68,7 +72,8 @@ enum WireBenchmark {
             ("swift→swift tcp 127.0.0.1", { try swiftCase(context, senderContext, "tcp://127.0.0.1:*", message, o) }),
         ]
         if o.python {
-            cases.append(("swift→python tcp 127.0.0.1", { try pythonCase(senderContext, message, o) }))
+            cases.append(("swift→python tcp 127.0.0.1", { try pythonCase(senderContext, message, o, tuned: false) }))
+            cases.append(("  same, keep_freed_memory", { try pythonCase(senderContext, message, o, tuned: true) }))
         }
         for (name, body) in cases {
             let times = try body()
@@ -110,36 +115,47 @@ enum WireBenchmark {
         }
     }
 
+    /// A PUSH socket bound or connected here, then handed to the sender thread (ZeroMQ allows moving
+    /// a socket to another thread across a full memory barrier, which starting a thread is).
+    static func makePush(_ context: ZMQContext, _ endpoint: String, bind: Bool, hwm: Int) throws -> ZMQSocket {
+        let push = try ZMQSocket(context: context, type: .push)
+        try push.set([.sendHighWaterMark(hwm), .sendTimeout(milliseconds: 60_000)])
+        if bind { try push.bind(endpoint) } else { try push.connect(endpoint) }
+        return push
+    }
+
     /// Sends `rounds` rounds of blocks, one block of `perBlock` messages per variant, from a thread
-    /// that owns its PUSH socket.
-    static func startSender(_ context: ZMQContext, _ endpoint: String, bind: Bool, _ message: PatchMessage,
-                            variants: [Variant], rounds: Int, perBlock: Int, hwm: Int) -> Thread {
+    /// that owns `push` from now on and closes it.
+    static func startSender(_ push: ZMQSocket, _ message: PatchMessage, variants: [Variant], rounds: Int,
+                            perBlock: Int) -> Thread {
         let thread = Thread {
             do {
-                let push = try ZMQSocket(context: context, type: .push)
-                try push.set(.sendHighWaterMark(hwm))
-                if bind { try push.bind(endpoint) } else { try push.connect(endpoint) }
                 let buffers = rawBuffers(message)
                 var m = message
                 var k: UInt64 = 0
-                for round in 0..<rounds {
+                sending: for round in 0..<rounds {
                     for v in order(variants, round: round) {
                         for _ in 0..<perBlock {
+                            let sent: Bool
                             if v == .raw {
-                                try push.sendRawConstant(buffers)
+                                sent = try push.sendRawConstant(buffers)
                             } else {
                                 m.patchID = k
                                 k += 1
-                                try push.send(m.encode())
+                                sent = try push.send(m.encode())
+                            }
+                            if !sent {
+                                FileHandle.standardError.write(Data("tumorbench wire: receiver stopped reading\n".utf8))
+                                break sending
                             }
                         }
                     }
                 }
-                push.close(lingerMilliseconds: 30_000)
                 withExtendedLifetime(message) {}
             } catch {
-                print("tumorbench wire: sender failed: \(error)")
+                FileHandle.standardError.write(Data("tumorbench wire: sender failed: \(error)\n".utf8))
             }
+            push.close(lingerMilliseconds: 30_000)
         }
         thread.start()
         return thread
@@ -152,8 +168,8 @@ enum WireBenchmark {
         try pull.set([.receiveHighWaterMark(o.hwm), .receiveTimeout(milliseconds: 60_000)])
         try pull.bind(endpoint)
         let variants = Variant.allCases
-        let sender = startSender(senderContext, pull.lastEndpoint ?? endpoint, bind: false, message,
-                                 variants: variants, rounds: o.runs + 1, perBlock: o.perRun, hwm: o.hwm)
+        let push = try makePush(senderContext, pull.lastEndpoint ?? endpoint, bind: false, hwm: o.hwm)
+        let sender = startSender(push, message, variants: variants, rounds: o.runs + 1, perBlock: o.perRun)
         var times: [Variant: [Double]] = [:]
         var checksum: Float = 0
         for round in 0...o.runs {
@@ -186,15 +202,14 @@ enum WireBenchmark {
 
     /// The sender binds (as the last stage does); a Python process connects and receives
     /// alternating raw blocks (pyzmq only) and wire blocks (tumorstream.PatchStream).
-    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options) throws -> [Variant: [Double]] {
-        let probe = try ZMQSocket(context: context, type: .push)
-        try probe.bind("tcp://127.0.0.1:*")
-        let endpoint = probe.lastEndpoint!
-        probe.close()
+    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options, tuned: Bool) throws -> [Variant: [Double]] {
+        let push = try makePush(context, "tcp://127.0.0.1:*", bind: true, hwm: o.hwm)
+        let endpoint = push.lastEndpoint!
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-m", "tumorstream.bench", "--endpoint", endpoint,
                              "--runs", "\(o.runs)", "--per-run", "\(o.perRun)", "--hwm", "\(o.hwm)"]
+            + (tuned ? ["--keep-freed-memory"] : [])
         var env = ProcessInfo.processInfo.environment
         let clientPath = FileManager.default.currentDirectoryPath + "/clients/python"
         env["PYTHONPATH"] = clientPath + (env["PYTHONPATH"].map { ":" + $0 } ?? "")
@@ -202,8 +217,7 @@ enum WireBenchmark {
         let out = Pipe()
         process.standardOutput = out
         try process.run()
-        let sender = startSender(context, endpoint, bind: true, message, variants: [.raw, .wire],
-                                 rounds: o.runs + 1, perBlock: o.perRun, hwm: o.hwm)
+        let sender = startSender(push, message, variants: [.raw, .wire], rounds: o.runs + 1, perBlock: o.perRun)
         let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while !sender.isFinished { usleep(1000) }

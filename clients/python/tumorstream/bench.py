@@ -10,11 +10,13 @@ Prints one JSON line: {"raw": [seconds per run...], "client": [...]}."""
 
 import argparse
 import json
+import resource
 import time
 
 import zmq
 
 from .client import PatchStream
+from .memory import keep_freed_memory
 
 
 def main():
@@ -23,9 +25,13 @@ def main():
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--per-run", type=int, default=32)
     ap.add_argument("--hwm", type=int, default=4)
+    ap.add_argument("--keep-freed-memory", action="store_true", help="tune glibc malloc (tumorstream.memory) first")
     a = ap.parse_args()
+    if a.keep_freed_memory and not keep_freed_memory():
+        raise SystemExit("mallopt unavailable")
     ctx = zmq.Context()
     stream = PatchStream(a.endpoint, hwm=a.hwm, context=ctx)
+    stream.socket.setsockopt(zmq.RCVTIMEO, 60000)  # fail (zmq.Again) rather than hang if the sender dies
     socket = stream.socket
 
     def raw():
@@ -33,6 +39,8 @@ def main():
 
     def client():
         p = stream.receive()
+        if p is None:
+            raise TimeoutError("no patch within 60 s")
         return sum(x.nbytes for x in p.arrays.values())
 
     times = {"raw": [], "client": []}
@@ -44,7 +52,8 @@ def main():
             for _ in range(a.per_run):
                 one()
             times[name].append(time.perf_counter() - t0)
-    print(json.dumps({"raw": times["raw"][1:], "client": times["client"][1:], "rejected": dict(stream.rejected)}))
+    print(json.dumps({"raw": times["raw"][1:], "client": times["client"][1:], "rejected": dict(stream.rejected),
+                      "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}))
     stream.close()
     ctx.destroy(linger=0)
 
