@@ -19,8 +19,10 @@ import Wire
 /// One connection carries the variants in alternating blocks of `perRun` patches (so all see the
 /// same load on a shared machine); the first round is a discarded warm-up, then `runs` rounds are
 /// timed at the receiver while the sender keeps the pipe full; the order of the variants rotates
-/// each round. Reported: the median block, its throughput relative to raw ("vs raw"), and the
-/// median over rounds of the same ratio within one round ("paired", robust to changing load).
+/// each round. Reported: the median block, its throughput relative to raw ("vs raw"), the median
+/// over rounds of the same ratio within one round ("paired", robust to changing load), and for
+/// the Python receiver its process CPU time per patch (all threads, libzmq's I/O thread included:
+/// the cost of receiving, much less sensitive to how busy the machine is).
 enum WireBenchmark {
     struct Options {
         var runs = 10
@@ -62,21 +64,22 @@ enum WireBenchmark {
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, libzmq \(Wire.zmqVersion)")
         print("")
         print(pad("case", 30) + pad("variant", 11) + pad("ms/patch", 10) + pad("GB/s", 8) + pad("patches/s", 11)
-              + pad("vs raw", 8) + "paired")
+              + pad("vs raw", 8) + pad("paired", 8) + "rx CPU ms/patch")
 
         let context = try ZMQContext()
         let senderContext = try ZMQContext()  // the tcp sender has its own I/O thread, as in another process
         defer { try? context.close(); try? senderContext.close() }
-        var cases: [(String, () throws -> [Variant: [Double]])] = [
-            ("swift→swift inproc", { try swiftCase(context, context, "inproc://bench", message, o) }),
-            ("swift→swift tcp 127.0.0.1", { try swiftCase(context, senderContext, "tcp://127.0.0.1:*", message, o) }),
+        var cases: [(String, () throws -> Measured)] = [
+            ("swift→swift inproc", { Measured(times: try swiftCase(context, context, "inproc://bench", message, o), cpu: [:]) }),
+            ("swift→swift tcp 127.0.0.1", { Measured(times: try swiftCase(context, senderContext, "tcp://127.0.0.1:*", message, o), cpu: [:]) }),
         ]
         if o.python {
             cases.append(("swift→python tcp 127.0.0.1", { try pythonCase(senderContext, message, o, tuned: false) }))
             cases.append(("  same, keep_freed_memory", { try pythonCase(senderContext, message, o, tuned: true) }))
         }
         for (name, body) in cases {
-            let times = try body()
+            let measured = try body()
+            let times = measured.times
             guard let rawTimes = times[.raw] else { continue }
             let raw = median(rawTimes)
             for v in Variant.allCases {
@@ -88,9 +91,16 @@ enum WireBenchmark {
                 let paired = median(zip(rawTimes, ts).map { $0 / $1 })
                 print(pad(name, 30) + pad(v.rawValue, 11) + pad(f(t / Double(o.perRun) * 1000), 10)
                       + pad(f(Double(bytes) * perSecond / 1e9), 8) + pad(String(format: "%.0f", perSecond), 11)
-                      + pad(f(raw / t), 8) + f(paired))
+                      + pad(f(raw / t), 8) + pad(f(paired), 8)
+                      + (measured.cpu[v].map { f(median($0) / Double(o.perRun) * 1000) } ?? "-"))
             }
         }
+    }
+
+    /// Block times per variant, and (Python receiver) the receiving process's CPU time per block.
+    struct Measured {
+        var times: [Variant: [Double]]
+        var cpu: [Variant: [Double]]
     }
 
     static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
@@ -202,7 +212,7 @@ enum WireBenchmark {
 
     /// The sender binds (as the last stage does); a Python process connects and receives
     /// alternating raw blocks (pyzmq only) and wire blocks (tumorstream.PatchStream).
-    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options, tuned: Bool) throws -> [Variant: [Double]] {
+    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options, tuned: Bool) throws -> Measured {
         let push = try makePush(context, "tcp://127.0.0.1:*", bind: true, hwm: o.hwm)
         let endpoint = push.lastEndpoint!
         let process = Process()
@@ -223,10 +233,11 @@ enum WireBenchmark {
         while !sender.isFinished { usleep(1000) }
         guard process.terminationStatus == 0,
               let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let raw = json["raw"] as? [Double], let wire = json["client"] as? [Double] else {
+              let raw = json["raw"] as? [Double], let wire = json["client"] as? [Double],
+              let rawCPU = json["raw_cpu"] as? [Double], let wireCPU = json["client_cpu"] as? [Double] else {
             throw BenchError("python receiver failed (status \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
         }
-        return [.raw: raw, .wire: wire]
+        return Measured(times: [.raw: raw, .wire: wire], cpu: [.raw: rawCPU, .wire: wireCPU])
     }
 
     struct BenchError: Error, CustomStringConvertible {
