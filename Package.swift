@@ -35,13 +35,15 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
         .systemLibrary(name: "CLibZMQ", path: "Sources/CLibZMQ", pkgConfig: "libzmq"),
         .systemLibrary(name: "CProtobufC", path: "Sources/CProtobufC", pkgConfig: "libprotobuf-c"),
+        // protoc-c output for proto/tumorstream.proto (scripts/gen-proto; CI checks it is current).
+        .target(name: "CTumorStreamProto", dependencies: ["CProtobufC"], path: "Sources/CTumorStreamProto"),
 
         .target(name: "Kernels", dependencies: ["COpenBLAS"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Imaging", dependencies: ["Kernels", "CNIfTI"],
                 swiftSettings: [niftiHeaders, .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Synthesis", dependencies: ["Kernels", "Imaging"]),
-        .target(name: "Wire", dependencies: ["Kernels", "CLibZMQ", "CProtobufC"]),
+        .target(name: "Wire", dependencies: ["Kernels", "CLibZMQ", "CProtobufC", "CTumorStreamProto"]),
         .target(name: "Stages", dependencies: [
             "Kernels", "Imaging", "Synthesis", "Wire",
             .product(name: "Logging", package: "swift-log"),
