@@ -1,13 +1,17 @@
 import ArgumentParser
 
 @main
-struct TumorD: ParsableCommand {
+struct TumorD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tumord",
         abstract: "TumorStream: synthesizes tumors into healthy CT and streams the patches into segmentation training.",
         version: "0.1.0",
         subcommands: [
             Version.self,
+            Run.self,
+            Stage.self,
+            Status.self,
+            CheckConfig.self,
         ]
     )
 }
