@@ -58,6 +58,8 @@ let package = Package(
         ]),
         .executableTarget(name: "tumorbench", dependencies: [
             "Kernels", "Imaging", "Synthesis", "Wire",
+            "Stages", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Benchmarks/tumorbench"),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

@@ -7,8 +7,8 @@ import Wire
 /// Runs a set of stages in this process under one `ServiceGroup` (graceful shutdown on SIGTERM
 /// and SIGINT), prints status lines while they run and a summary when they stop.
 ///
-/// Services are listed downstream first, so the group's reverse-order shutdown stops the source
-/// first and each later stage drains what is left before it is told to stop (STYLE §5).
+/// The group holds the status reporter and the `PipelineService`, which stops the source first
+/// and each later stage only after the one before it has finished (STYLE §5).
 struct PipelineRunner {
     var specs: [StageSpec]
     var statusInterval: Double
@@ -23,17 +23,15 @@ struct PipelineRunner {
 
     func run() async throws -> Outcome {
         let context = try ZMQContext(ioThreads: 1)
-        let services = specs.map { StageService(spec: $0, context: context, logger: logger) }
+        let pipeline = PipelineService(specs: specs, context: context, logger: logger)
+        let services = pipeline.stages
         let reporter = StatusReporter(services: services, interval: statusInterval, queueDepths: wholeGraph)
-        var configs: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: reporter, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore)
+        // The pipeline last, so that it is the first to hear of a graceful shutdown; when it has
+        // drained by itself (end of stream) it ends the group.
+        let configs: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: reporter, successTerminationBehavior: .ignore, failureTerminationBehavior: .ignore),
+            .init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .cancelGroup),
         ]
-        // Downstream first; the most downstream stage ends the group when it has drained.
-        for (i, service) in services.enumerated().reversed() {
-            configs.append(.init(service: service,
-                                 successTerminationBehavior: i == services.count - 1 ? .gracefullyShutdownGroup : .ignore,
-                                 failureTerminationBehavior: .cancelGroup))
-        }
         var groupConfig = ServiceGroupConfiguration(services: configs, gracefulShutdownSignals: [.sigterm, .sigint],
                                                     cancellationSignals: [.sigquit], logger: logger)
         let drain = specs.map(\.drainTimeout).max() ?? 30

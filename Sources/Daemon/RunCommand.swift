@@ -14,6 +14,7 @@ extension TumorD {
         @OptionGroup var options: ConfigOptions
 
         func run() async throws {
+            MallocTuning.apply()
             let config: PipelineConfig
             let specs: [StageSpec]
             do {

@@ -29,6 +29,7 @@ extension TumorD {
 
         func run() async throws {
             let stage = StageName(rawValue: name)!
+            MallocTuning.apply()
             let config: PipelineConfig
             let specs: [StageSpec]
             do {

@@ -10,6 +10,7 @@ struct TumorD: AsyncParsableCommand {
             Version.self,
             Run.self,
             Stage.self,
+            Tap.self,
             Status.self,
             CheckConfig.self,
         ]

@@ -14,7 +14,7 @@ public final class StageGroup: @unchecked Sendable {
     private var emitted: UInt64 = 0
     private var lostMessages: UInt64 = 0
     private var failure: Error?
-    private var onFinished: ((Error?) -> Void)?
+    private var onFinished: [(Error?) -> Void] = []
     private var finishedFlag = false
 
     init(name: String, members: Int, expectedEndOfStreams: Int, idleTimeout: Double, drainTimeout: Double) {
@@ -56,11 +56,11 @@ public final class StageGroup: @unchecked Sendable {
     public var totalEmitted: UInt64 { locked { emitted } }
     public var finished: Bool { locked { finishedFlag } }
 
-    /// Registers the callback run once when every replica has stopped.
+    /// Registers a callback run once when every replica has stopped (at once if they have).
     func whenFinished(_ body: @escaping (Error?) -> Void) {
         let already: (Bool, Error?) = locked {
             if finishedFlag { return (true, failure) }
-            onFinished = body
+            onFinished.append(body)
             return (false, nil)
         }
         if already.0 { body(already.1) }
@@ -70,15 +70,14 @@ public final class StageGroup: @unchecked Sendable {
     func memberStopping() -> Bool { locked { running == 1 } }
 
     func memberFinished(error: Error?) {
-        let callback: (((Error?) -> Void), Error?)? = locked {
+        let callbacks: ([(Error?) -> Void], Error?) = locked {
             if let error, failure == nil { failure = error }
             running -= 1
-            guard running == 0 else { return nil }
+            guard running == 0 else { return ([], nil) }
             finishedFlag = true
-            guard let cb = onFinished else { return nil }
-            onFinished = nil
-            return (cb, failure)
+            defer { onFinished = [] }
+            return (onFinished, failure)
         }
-        if let (cb, err) = callback { cb(err) }
+        for cb in callbacks.0 { cb(callbacks.1) }
     }
 }

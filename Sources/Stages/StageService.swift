@@ -3,7 +3,7 @@ import ServiceLifecycle
 import Wire
 
 /// One stage (the replicas of it that run in this process) as a swift-service-lifecycle
-/// `Service`. `run()` starts one thread per replica and returns when all of them have stopped:
+/// `Service` (a whole chain runs as one `PipelineService`). `run()` starts one thread per replica and returns when all of them have stopped:
 /// the source when it is exhausted or asked to shut down, the others when the end-of-stream
 /// accounting says they are drained. Graceful shutdown stops the source from producing and lets
 /// the others drain; cancellation stops every replica at its next poll.
@@ -30,17 +30,23 @@ public final class StageService: Service, @unchecked Sendable {
         let group = self.group
         try await withGracefulShutdownHandler {
             try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                    group.whenFinished { error in
-                        if let error { continuation.resume(throwing: error) } else { continuation.resume() }
-                    }
-                    for w in workers { w.start() }
-                }
+                try await runThreads()
             } onCancel: {
                 group.requestHardStop()
             }
         } onGracefulShutdown: {
             group.requestShutdown()
+        }
+    }
+
+    /// Starts the replica threads and waits for all of them to stop.
+    func runThreads() async throws {
+        let group = self.group
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            group.whenFinished { error in
+                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            }
+            for w in workers { w.start() }
         }
     }
 

@@ -14,8 +14,8 @@ final class StageRuntimeTests: XCTestCase {
     override func setUpWithError() throws { context = try ZMQContext() }
     override func tearDownWithError() throws { try context.close() }
 
-    func services(_ specs: [StageSpec]) -> [StageService] {
-        specs.map { StageService(spec: $0, context: context, logger: TestGraph.logger()) }
+    func services(_ specs: [StageSpec]) -> PipelineService {
+        PipelineService(specs: specs, context: context, logger: TestGraph.logger())
     }
 
     /// Runs `body` on a fresh thread (ZeroMQ sockets stay on the thread that made them).
@@ -33,12 +33,12 @@ final class StageRuntimeTests: XCTestCase {
         XCTAssertEqual(collected.patchIDs.sorted(), (0..<30).map(UInt64.init))
         XCTAssertEqual(collected.value(17), 17, "payload travels intact")
         XCTAssertEqual(collected.finishCount, 1, "the sink flushes once")
-        XCTAssertEqual(s[0].snapshot().emitted, 30)
-        let middle = s[1].counters.map { $0.snapshot() }
+        XCTAssertEqual(s.stages[0].snapshot().emitted, 30)
+        let middle = s.stages[1].counters.map { $0.snapshot() }
         XCTAssertEqual(middle.reduce(0) { $0 + $1.received }, 30)
         XCTAssertTrue(middle.allSatisfy { $0.received > 0 }, "PUSH round-robins over both replicas: \(middle.map(\.received))")
-        XCTAssertEqual(s[2].snapshot().emitted, 30)
-        XCTAssertEqual(s[2].group.lost, 0)
+        XCTAssertEqual(s.stages[2].snapshot().emitted, 30)
+        XCTAssertEqual(s.stages[2].group.lost, 0)
     }
 
     func testLoaderReplicasSplitTheWork() async throws {
@@ -56,12 +56,12 @@ final class StageRuntimeTests: XCTestCase {
         let s = services(TestGraph.chain(prefix: TestGraph.prefix(), count: 30, middle: { _ in RejectingProcessor(every: 3) },
                                          sink: { _ in CollectingSink(collected) }))
         try await TestGraph.run(s)
-        let middle = s[1].snapshot()
+        let middle = s.stages[1].snapshot()
         XCTAssertEqual(middle.rejected("test-reject"), 10)
         XCTAssertTrue(middle.lastError.contains("divisible by 3"), middle.lastError)
         XCTAssertEqual(collected.patchIDs.count, 20)
         // produced = delivered + rejected-with-reason
-        XCTAssertEqual(s[0].snapshot().emitted, UInt64(collected.patchIDs.count) + middle.rejectedPatches)
+        XCTAssertEqual(s.stages[0].snapshot().emitted, UInt64(collected.patchIDs.count) + middle.rejectedPatches)
     }
 
     func testBadMessagesAreCountedAndSkipped() async throws {
@@ -82,7 +82,7 @@ final class StageRuntimeTests: XCTestCase {
                 try push.send(Array(p.encode().prefix(1)))                      // header without its payload
             }
         }
-        let middle = s[1].snapshot()
+        let middle = s.stages[1].snapshot()
         XCTAssertEqual(middle.rejectedMessages, 3, "\(middle.rejectedByReason)")
         XCTAssertEqual(middle.rejected("wrong-version"), 1, "\(middle.rejectedByReason)")
         XCTAssertEqual(middle.rejected("truncated"), 1, "\(middle.rejectedByReason)")
@@ -96,18 +96,18 @@ final class StageRuntimeTests: XCTestCase {
         let peakBox = Box<UInt64>(0)
         try await TestGraph.run(s) { _ in
             for _ in 0..<400 {
-                let produced = s[0].snapshot().emitted
+                let produced = s.stages[0].snapshot().emitted
                 let consumed = UInt64(collected.patchIDs.count)
                 peakBox.update { $0 = max($0, produced - consumed) }
-                if s[2].group.finished { break }
+                if s.stages[2].group.finished { break }
                 try? await Task.sleep(nanoseconds: 10_000_000)
             }
         }
         let peak = peakBox.value
         // Two inproc edges of HWM 1+1, one patch in the middle stage, one in the sink.
         XCTAssertLessThanOrEqual(peak, 8, "patches between loader and sink never exceed the HWM bound")
-        XCTAssertGreaterThan(s[0].snapshot().blockedSeconds, 0.2, "the loader waited on the full queue")
-        XCTAssertGreaterThan(s[1].snapshot().blockedSeconds, 0.2, "the middle stage waited on the slow sink")
+        XCTAssertGreaterThan(s.stages[0].snapshot().blockedSeconds, 0.2, "the loader waited on the full queue")
+        XCTAssertGreaterThan(s.stages[1].snapshot().blockedSeconds, 0.2, "the middle stage waited on the slow sink")
         XCTAssertEqual(collected.patchIDs, (0..<40).map(UInt64.init), "one path, order kept")
     }
 
@@ -126,7 +126,7 @@ final class StageRuntimeTests: XCTestCase {
                                          sink: { _ in CollectingSink(collected) }, tap: "\(prefix)/tap"))
         try await TestGraph.run(s)
         XCTAssertEqual(collected.patchIDs.count, 200)
-        XCTAssertLessThan(s[1].snapshot().blockedSeconds, 1.0, "PUB drops for the stalled subscriber instead of blocking")
+        XCTAssertLessThan(s.stages[1].snapshot().blockedSeconds, 1.0, "PUB drops for the stalled subscriber instead of blocking")
         try await onThread { sub.close() }
     }
 
@@ -164,10 +164,10 @@ final class StageRuntimeTests: XCTestCase {
             try? await Task.sleep(nanoseconds: 300_000_000)
             await group.triggerGracefulShutdown()
         }
-        let produced = s[0].snapshot().emitted
+        let produced = s.stages[0].snapshot().emitted
         XCTAssertGreaterThan(produced, 0)
         XCTAssertEqual(UInt64(collected.patchIDs.count), produced, "every patch the loader sent was delivered")
         XCTAssertEqual(collected.finishCount, 1, "the sink flushed")
-        XCTAssertEqual(s[2].group.lost, 0)
+        XCTAssertEqual(s.stages[2].group.lost, 0)
     }
 }

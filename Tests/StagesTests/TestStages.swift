@@ -111,14 +111,12 @@ enum TestGraph {
         return [source, mid, last]
     }
 
-    /// Runs the services under a ServiceGroup (downstream first, like `tumord run`); returns
-    /// when the sink has drained. `whileRunning` runs concurrently (e.g. to trigger shutdown).
-    static func run(_ services: [StageService], whileRunning: (@Sendable (ServiceGroup) async -> Void)? = nil) async throws {
-        var configs: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        for (i, s) in services.enumerated().reversed() {
-            configs.append(.init(service: s, successTerminationBehavior: i == services.count - 1 ? .gracefullyShutdownGroup : .ignore,
-                                 failureTerminationBehavior: .cancelGroup))
-        }
+    /// Runs the pipeline under a ServiceGroup like `tumord run`; returns when the sink has
+    /// drained. `whileRunning` runs concurrently (e.g. to trigger shutdown).
+    static func run(_ pipeline: PipelineService, whileRunning: (@Sendable (ServiceGroup) async -> Void)? = nil) async throws {
+        let configs: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: pipeline, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .cancelGroup)
+        ]
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: configs, logger: logger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
