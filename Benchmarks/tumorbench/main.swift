@@ -1,3 +1,4 @@
+import Foundation
 import Kernels
 
 // Release-mode benchmarks; each prints ratios against a baseline measured in the same run.
@@ -5,5 +6,7 @@ import Kernels
 print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run -c release tumorbench`. !!!")
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.first == "wire" { try WireBenchmark.run(Array(arguments.dropFirst())); exit(0) }
+if arguments.first == "wire-send" { try WireSend.run(Array(arguments.dropFirst())); exit(0) }
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
 if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.dropFirst())) }

@@ -21,6 +21,7 @@ extension PatchMessage {
             switch p.data {
             case .float32(let t): frames.append(.tensor(t))
             case .uint8(let b, _), .raw(let b, _, _): frames.append(.bytes(b))
+            case .received(let r): frames.append(.frame(r.frame))
             }
         }
         return frames
@@ -95,8 +96,8 @@ extension PatchMessage {
     }
 
     /// Reads a message made by `encode()`; throws a `WireError` (malformed, truncated,
-    /// wrong-version, bad-payload) for anything else. Float32 payloads are copied into new tensors
-    /// (one memcpy), so the frames may be released afterwards.
+    /// wrong-version, bad-payload) for anything else. Payloads stay in their frames, uncopied
+    /// (`PayloadData.received`); `tensor(_:)`/`bytes(_:)` copy on access, `materialized()` copies all.
     public static func decode(frames: [ZMQFrame]) throws -> PatchMessage {
         guard let first = frames.first else { throw WireError(.truncated, "message has no frames") }
         let header = try first.withUnsafeBytes { try UnpackedPatchHeader(bytes: $0) }
@@ -180,21 +181,7 @@ extension PatchMessage {
         if frame.count > bytes {
             throw WireError(.badPayload, "payload \(name): frame has \(frame.count) bytes, expected \(bytes)")
         }
-        let data: PayloadData
-        switch dtype {
-        case .float32:
-            var t = Tensor(uninitialized: shape)
-            t.withUnsafeMutableBufferPointer { dst in
-                frame.withUnsafeBytes { src in
-                    if bytes > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: bytes) }
-                }
-            }
-            data = .float32(t)
-        case .uint8:
-            data = .uint8(frame.bytes, shape: shape)
-        default:
-            data = .raw(frame.bytes, dtype: dtype, shape: shape)
-        }
+        let data = PayloadData.received(ReceivedPayload(frame: frame, dtype: dtype, shape: shape))
         return Payload(name: name, data: data)
     }
 

@@ -46,6 +46,11 @@ public struct StageTiming: Equatable {
 }
 
 /// The voxels of one payload.
+///
+/// Payloads made by a stage are `.float32`/`.uint8`/`.raw` values. Payloads of a decoded message
+/// are `.received`: the ZeroMQ frame as it arrived, not copied. Read them with
+/// `PatchMessage.tensor(_:)`/`bytes(_:)` (which copy once into a Tensor/array), or read in place
+/// with `ReceivedPayload.withUnsafeBytes`; sending the message on forwards them without a copy.
 public enum PayloadData {
     /// Float32 voxels (CT, tumor mask as float, latent, condition); shape is the tensor's.
     case float32(Tensor)
@@ -53,12 +58,15 @@ public enum PayloadData {
     case uint8([UInt8], shape: [Int])
     /// Other dtypes, kept as little-endian bytes without conversion.
     case raw([UInt8], dtype: DType, shape: [Int])
+    /// A payload frame of a decoded message, validated against its descriptor, not copied.
+    case received(ReceivedPayload)
 
     public var dtype: DType {
         switch self {
         case .float32: return .float32
         case .uint8: return .uint8
         case .raw(_, let dtype, _): return dtype
+        case .received(let r): return r.dtype
         }
     }
 
@@ -66,6 +74,7 @@ public enum PayloadData {
         switch self {
         case .float32(let t): return t.shape
         case .uint8(_, let shape), .raw(_, _, let shape): return shape
+        case .received(let r): return r.shape
         }
     }
 
@@ -73,7 +82,61 @@ public enum PayloadData {
         switch self {
         case .float32(let t): return t.count * 4
         case .uint8(let b, _), .raw(let b, _, _): return b.count
+        case .received(let r): return r.frame.count
         }
+    }
+
+    /// The voxels as a Float32 tensor (a copy for `.received`); nil for other dtypes.
+    public var tensor: Tensor? {
+        switch self {
+        case .float32(let t): return t
+        case .received(let r) where r.dtype == .float32: return r.tensor()
+        default: return nil
+        }
+    }
+
+    /// The little-endian bytes (a copy, except for `.uint8`/`.raw`, which are returned as stored).
+    public var bytes: [UInt8] {
+        switch self {
+        case .float32(let t): return t.withUnsafeBufferPointer { Array(UnsafeRawBufferPointer($0)) }
+        case .uint8(let b, _), .raw(let b, _, _): return b
+        case .received(let r): return r.frame.bytes
+        }
+    }
+
+    /// The same voxels owned by Swift values (`.received` becomes `.float32`, `.uint8` or `.raw`),
+    /// so the ZeroMQ frame can be released.
+    public var materialized: PayloadData {
+        guard case .received(let r) = self else { return self }
+        switch r.dtype {
+        case .float32: return .float32(r.tensor())
+        case .uint8: return .uint8(r.frame.bytes, shape: r.shape)
+        default: return .raw(r.frame.bytes, dtype: r.dtype, shape: r.shape)
+        }
+    }
+}
+
+/// A received payload frame with its validated dtype and shape (frame size = product(shape) × dtype size).
+public struct ReceivedPayload {
+    public let frame: ZMQFrame
+    public let dtype: DType
+    public let shape: [Int]
+
+    /// Reads the little-endian bytes in place, without a copy.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try frame.withUnsafeBytes(body)
+    }
+
+    /// A Float32 tensor copy of the frame (one memcpy). Precondition: dtype is float32.
+    public func tensor() -> Tensor {
+        precondition(dtype == .float32, "payload is \(dtype), not float32")
+        var t = Tensor(uninitialized: shape)
+        t.withUnsafeMutableBufferPointer { dst in
+            frame.withUnsafeBytes { src in
+                if src.count > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+            }
+        }
+        return t
     }
 }
 
@@ -90,6 +153,7 @@ public struct Payload {
         case .raw(let b, let dtype, let shape):
             precondition(b.count == Tensor.elementCount(shape) * dtype.byteSize,
                          "payload \(name): \(b.count) bytes for \(dtype) shape \(shape)")
+        case .received: break
         }
         self.name = name
         self.data = data
@@ -165,16 +229,24 @@ public struct PatchMessage {
         payloads.first { $0.name == name }?.data
     }
 
-    /// The Float32 payload called `name` (nil if absent or of another dtype).
+    /// The Float32 payload called `name` (nil if absent or of another dtype). For a received
+    /// message this copies the frame into a new tensor on each call: keep the result.
     public func tensor(_ name: String) -> Tensor? {
-        if case .float32(let t)? = payload(name) { return t }
-        return nil
+        payload(name)?.tensor
     }
 
     /// The UInt8 payload called `name` with its shape (nil if absent or of another dtype).
+    /// For a received message this copies the frame.
     public func bytes(_ name: String) -> (bytes: [UInt8], shape: [Int])? {
-        if case .uint8(let b, let s)? = payload(name) { return (b, s) }
-        return nil
+        guard let p = payload(name), p.dtype == .uint8 else { return nil }
+        return (p.bytes, p.shape)
+    }
+
+    /// The same message with every payload owned by Swift values (see `PayloadData.materialized`).
+    public func materialized() -> PatchMessage {
+        var m = self
+        m.payloads = payloads.map { Payload(name: $0.name, data: $0.data.materialized) }
+        return m
     }
 
     /// Adds or replaces the payload called `name`.

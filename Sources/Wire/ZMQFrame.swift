@@ -143,5 +143,12 @@ public final class ZMQFrame {
     }
 
     /// A copy of the bytes.
-    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+    public var bytes: [UInt8] {
+        withUnsafeBytes { src in
+            [UInt8](unsafeUninitializedCapacity: src.count) { dst, initialized in
+                if src.count > 0 { UnsafeMutableRawPointer(dst.baseAddress!).copyMemory(from: src.baseAddress!, byteCount: src.count) }
+                initialized = src.count
+            }
+        }
+    }
 }
