@@ -35,11 +35,23 @@ enum DaemonBenchmark {
         return p
     }
 
+    /// A loader → cropper message: a whole phantom-sized volume (CT float32 + label uint8).
+    static func volumeMessage() -> PatchMessage {
+        let shape = [200, 160, 160]
+        var p = PatchMessage(patchID: 0, sourceCase: "bench", seed: 1, synthesize: true)
+        p.setPayload(Payload.ct, .float32(Tensor(shape: shape, repeating: 0.25)))
+        p.setPayload(Payload.label, .uint8([UInt8](repeating: 1, count: shape.reduce(1, *)), shape: shape))
+        return p
+    }
+
     final class ReplaySource: PatchSource {
         let count: Int
         let template: PatchMessage
         var i = 0
-        init(count: Int) { self.count = count; template = DaemonBenchmark.patch(0) }
+        init(count: Int, volume: Bool = false) {
+            self.count = count
+            template = volume ? DaemonBenchmark.volumeMessage() : DaemonBenchmark.patch(0)
+        }
         func next() throws -> PatchMessage? {
             guard i < count else { return nil }
             var p = template
@@ -74,9 +86,9 @@ enum DaemonBenchmark {
         return result
     }
 
-    static func chain(hops: Int, patches: Int, tag: String) -> [StageSpec] {
+    static func chain(hops: Int, patches: Int, tag: String, volume: Bool = false) -> [StageSpec] {
         var specs: [StageSpec] = []
-        var source = StageSpec(name: "loader", role: .source { _, _ in ReplaySource(count: patches) })
+        var source = StageSpec(name: "loader", role: .source { _, _ in ReplaySource(count: patches, volume: volume) })
         source.output = "inproc://\(tag).0"
         specs.append(source)
         for h in 0..<hops {
@@ -141,6 +153,15 @@ enum DaemonBenchmark {
         let hop = median(perHop)
         print("hop_cpu_per_patch(96^3,5.3MB)  \(fmt(copy * 1000))  \(fmt(hop * 1000))  \(fmt(hop / copy))")
         print("hop_wall_per_patch  \(fmt(copy * 1000))  \(fmt(median(perHopWall) * 1000))  \(fmt(median(perHopWall) / copy))")
+        // The loader → cropper edge carries a whole volume (200×160×160 phantom: 25.6 MB).
+        var volumeHop: [Double] = []
+        for r in 0..<11 {
+            let base = try await run(chain(hops: 0, patches: 10, tag: "vb\(r)", volume: true))
+            let full = try await run(chain(hops: 1, patches: 10, tag: "vf\(r)", volume: true))
+            if r > 0 { volumeHop.append((full.cpu - base.cpu) / 10) }
+        }
+        let vcopy = copy * 25.6 / 5.3
+        print("volume_hop_cpu_per_message(25.6MB, baseline memcpy)  \(fmt(vcopy * 1000))  \(fmt(median(volumeHop) * 1000))  \(fmt(median(volumeHop) / vcopy))")
         try await DaemonBenchmark.pipeline(hopCPU: hop)
     }
 

@@ -76,6 +76,7 @@ enum ConfigLoader {
             if let p = try d.mapping("phantom") {
                 if let v = try p.int("cases", in: 1...10_000) { config.data.phantomCases = v }
                 if let v = try p.int("seed", in: 0...Int.max) { config.data.phantomSeed = UInt64(v) }
+                if let v = try p.intList("shape", count: 3, in: 96...1024) { config.data.phantomShape = v }
                 try p.finish()
             }
             if let v = try d.string("organ") {
@@ -115,14 +116,23 @@ enum ConfigLoader {
         if let w = try top.mapping("writer") {
             if let v = try w.string("out_dir") { config.writer.outputDirectory = v }
             if let v = try w.bool("hu_int16") { config.writer.huInt16 = v }
+            if let v = try w.bool("compress") { config.writer.compress = v }
             try w.finish()
         }
         if let t = try top.mapping("trainer") {
             if let v = try t.string("out_dir") { config.trainer.outputDirectory = v }
             if let v = try t.double("learning_rate", in: 1e-12...10) { config.trainer.learningRate = v }
+            if let v = try t.int("warmup_steps", in: 0...100_000_000) { config.trainer.warmupSteps = v }
+            if let v = try t.int("total_steps", in: 1...100_000_000) { config.trainer.totalSteps = v }
             if let v = try t.int("batch_size", in: 1...1024) { config.trainer.batchSize = v }
             if let v = try t.int("checkpoint_every", in: 1...Int.max) { config.trainer.checkpointEvery = v }
-            if let v = try t.int("validation_every", in: 0...Int.max) { config.trainer.validationEvery = v }
+            if let v = try t.intListAnyLength("channels", in: 1...4096) { config.trainer.channels = v }
+            if config.trainer.totalSteps <= config.trainer.warmupSteps {
+                throw ConfigError(keyPath: t.child("total_steps"), "must exceed trainer.warmup_steps (\(config.trainer.warmupSteps))")
+            }
+            if config.trainer.channels.count < 2 {
+                throw ConfigError(keyPath: t.child("channels"), "needs at least two levels")
+            }
             try t.finish()
         }
         try top.finish()

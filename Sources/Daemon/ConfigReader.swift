@@ -107,6 +107,27 @@ final class ConfigReader {
         }
     }
 
+    func intList(_ key: String, count: Int, in range: ClosedRange<Int>) throws -> [Int]? {
+        guard let v = node(key) else { return nil }
+        guard case .sequence(let seq) = v, seq.count == count else {
+            throw ConfigError(keyPath: child(key), "must be a list of \(count) integers, got \(ConfigReader.kind(v))")
+        }
+        return try seq.enumerated().map { i, item in
+            guard let n = item.int, range.contains(n) else {
+                throw ConfigError(keyPath: "\(child(key))[\(i)]", "must be an integer in \(range.lowerBound)...\(range.upperBound), got \(ConfigReader.kind(item))")
+            }
+            return n
+        }
+    }
+
+    func intListAnyLength(_ key: String, in range: ClosedRange<Int>) throws -> [Int]? {
+        guard let v = node(key) else { return nil }
+        guard case .sequence(let seq) = v else {
+            throw ConfigError(keyPath: child(key), "must be a list of integers, got \(ConfigReader.kind(v))")
+        }
+        return try intList(key, count: seq.count, in: range)
+    }
+
     /// Every key must have been read.
     func finish(allowed: [String]? = nil) throws {
         for key in keys where !used.contains(key) {

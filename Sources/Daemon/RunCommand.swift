@@ -29,6 +29,7 @@ extension TumorD {
                   + (config.data.maxPatches.map { ", max \($0) patches" } ?? ", until stopped")
                   + ", engine \(config.synthesis.engine.rawValue)"
                   + ", queue bound \(StandardStages.memoryBoundDescription(config))")
+            fflush(stdout)
             let runner = PipelineRunner(specs: specs, statusInterval: config.runtime.statusInterval, logger: logger,
                                         wholeGraph: true)
             let outcome: PipelineRunner.Outcome

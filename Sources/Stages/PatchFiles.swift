@@ -10,10 +10,13 @@ public struct PatchFiles {
     public let directory: String
     /// Write the CT as int16 HU (the [0,1] window mapped back to [-175, 250]) instead of float32.
     public let huInt16: Bool
+    /// `.nii.gz` (true) or `.nii`.
+    public let compress: Bool
 
-    public init(directory: String, huInt16: Bool) {
+    public init(directory: String, huInt16: Bool, compress: Bool = true) {
         self.directory = directory
         self.huInt16 = huInt16
+        self.compress = compress
     }
 
     public struct WriteError: Error, CustomStringConvertible {
@@ -43,7 +46,8 @@ public struct PatchFiles {
         return String(repeating: "0", count: max(0, 6 - id.count)) + id
     }
 
-    /// Writes `<id>_ct.nii.gz` and, when present, `<id>_label.nii.gz`; returns the file names.
+    /// Writes `<id>_ct.nii.gz` and, when present, `<id>_label.nii.gz` (`.nii` uncompressed);
+    /// returns the file names.
     @discardableResult
     public func write(_ p: PatchMessage) throws -> [String] {
         guard let ct = p.tensor(Payload.ct), ct.rank == 3 else {
@@ -51,19 +55,20 @@ public struct PatchFiles {
         }
         let affine = PatchFiles.affine(p)
         let base = (directory as NSString).appendingPathComponent(baseName(p))
+        let ext = compress ? ".nii.gz" : ".nii"
         var names: [String] = []
         if huInt16 {
             var hu = ct
             let lo = Imaging.huWindow.lowerBound, width = Imaging.huWindow.upperBound - Imaging.huWindow.lowerBound
             hu.withUnsafeMutableBufferPointer { b in for i in 0..<b.count { b[i] = b[i] * width + lo } }
-            try NIfTI.write(Volume(voxels: hu, affine: affine), to: base + "_ct.nii.gz", as: .int16)
+            try NIfTI.write(Volume(voxels: hu, affine: affine), to: base + "_ct" + ext, as: .int16)
         } else {
-            try NIfTI.write(Volume(voxels: ct, affine: affine), to: base + "_ct.nii.gz", as: .float32)
+            try NIfTI.write(Volume(voxels: ct, affine: affine), to: base + "_ct" + ext, as: .float32)
         }
-        names.append(baseName(p) + "_ct.nii.gz")
+        names.append(baseName(p) + "_ct" + ext)
         if let (bytes, shape) = p.bytes(Payload.label), shape == ct.shape {
-            try NIfTI.write(LabelVolume(labels: bytes, shape: shape, affine: affine), to: base + "_label.nii.gz")
-            names.append(baseName(p) + "_label.nii.gz")
+            try NIfTI.write(LabelVolume(labels: bytes, shape: shape, affine: affine), to: base + "_label" + ext)
+            names.append(baseName(p) + "_label" + ext)
         }
         return names
     }

@@ -10,7 +10,7 @@ public struct PipelineConfig: Sendable {
     public var synthesis = SynthesisConfig()
     public var models = ModelsConfig()
     public var writer = WriterConfig()
-    public var trainer = TrainerConfig()
+    public var trainer = TrainerSettings()
     public var runtime = RuntimeConfig()
 
     public init() {}
@@ -143,6 +143,8 @@ public struct DataConfig: Sendable, Equatable {
     /// Phantom cases to generate (data.source: phantom), seeded from `phantomSeed + case`.
     public var phantomCases = 2
     public var phantomSeed: UInt64 = 1
+    /// Phantom grid [X, Y, Z] in 1 mm voxels (the anatomy scales with it); nil: Imaging's default.
+    public var phantomShape: [Int]?
     /// The organ tumors are painted into.
     public var organ = "liver"
     /// Consecutive patches cut from one loaded case before the loader moves on.
@@ -176,15 +178,23 @@ public struct WriterConfig: Sendable, Equatable {
     public var outputDirectory = "out/patches"
     /// Write the CT as HU int16 (smaller) instead of float32 in [0,1].
     public var huInt16 = false
+    /// gzip the files (`.nii.gz`); false writes `.nii`, several times faster.
+    public var compress = true
     public init() {}
 }
 
-public struct TrainerConfig: Sendable, Equatable {
+/// The online trainer sink (Kernels.SegmentationTrainer: MONAI UNet, DiceCE, AdamW).
+public struct TrainerSettings: Sendable, Equatable {
+    /// Checkpoints go to `out_dir/step-NNNNNNNN/`; a restarted trainer resumes from the latest.
     public var outputDirectory = "runs/default"
-    public var learningRate = 1e-4
+    public var learningRate = 4e-4
+    public var warmupSteps = 100
+    public var totalSteps = 2000
     public var batchSize = 1
+    /// Optimizer steps between checkpoints (and one at shutdown).
     public var checkpointEvery = 100
-    public var validationEvery = 0
+    /// UNet channels per level (reference: 16, 32, 64, 128, 256); smaller for demos and tests.
+    public var channels = [16, 32, 64, 128, 256]
     public init() {}
 }
 

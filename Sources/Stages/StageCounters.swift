@@ -15,6 +15,7 @@ public final class StageCounters: @unchecked Sendable {
     private var inFlight: UInt64 = 0
     private var busySeconds: Double = 0
     private var blockedSeconds: Double = 0
+    private var blockedSince: Date?
     private var lastError = ""
     private var latency = LatencyWindow()
     private var extraCounters: [(name: String, value: UInt64)] = []
@@ -48,7 +49,13 @@ public final class StageCounters: @unchecked Sendable {
             lastError = error
         }
     }
-    func blocked(_ seconds: Double) { locked { blockedSeconds += seconds } }
+    func beginBlocked() { locked { blockedSince = Date() } }
+    func endBlocked() {
+        locked {
+            if let since = blockedSince { blockedSeconds += Date().timeIntervalSince(since) }
+            blockedSince = nil
+        }
+    }
     func error(_ message: String) { locked { lastError = message } }
     func setExtras(_ counters: [(name: String, value: UInt64)], _ gauges: [(name: String, value: Double)]) {
         locked { extraCounters = counters; extraGauges = gauges }
@@ -61,7 +68,9 @@ public final class StageCounters: @unchecked Sendable {
             Snapshot(stage: stage, replica: replica, received: received, emitted: emitted,
                      rejectedByReason: rejectedByReason.sorted { $0.key < $1.key }.map { ($0.key, $0.value) },
                      inFlight: inFlight, uptimeSeconds: Date().timeIntervalSince(started),
-                     busySeconds: busySeconds, blockedSeconds: blockedSeconds, lastError: lastError,
+                     busySeconds: busySeconds,
+                     blockedSeconds: blockedSeconds + (blockedSince.map { Date().timeIntervalSince($0) } ?? 0),
+                     lastError: lastError,
                      latency: LatencySummary(count: latency.count, mean: latency.mean, p50: latency.percentile(50),
                                              p95: latency.percentile(95), max: latency.maximum),
                      counters: extraCounters, gauges: extraGauges, finished: finished)

@@ -244,8 +244,8 @@ final class StageWorker {
 
     private func sendBlocking(_ frames: [OutboundFrame], on socket: ZMQSocket) throws {
         if try socket.send(frames, mode: .dontWait) { return }
-        let t0 = StageGroup.now()
-        defer { counters.blocked(StageGroup.now() - t0) }
+        counters.beginBlocked()
+        defer { counters.endBlocked() }
         while true {
             try checkHardStop()
             var items: [(socket: ZMQSocket, events: ZMQPollEvents)] = [(socket, .writable)]

@@ -19,7 +19,7 @@ public final class WriterStage: PatchProcessor {
         } catch {
             throw ConfigError(keyPath: "writer.out_dir", "cannot create directory '\(dir)': \(error.localizedDescription)")
         }
-        files = PatchFiles(directory: dir, huInt16: config.writer.huInt16)
+        files = PatchFiles(directory: dir, huInt16: config.writer.huInt16, compress: config.writer.compress)
         self.replica = replica
         let indexPath = (dir as NSString).appendingPathComponent(replica == 0 ? "patches.tsv" : "patches.\(replica).tsv")
         if !FileManager.default.fileExists(atPath: indexPath) {

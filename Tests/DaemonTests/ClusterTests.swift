@@ -53,7 +53,7 @@ final class ClusterTests: XCTestCase {
         }
         XCTAssertEqual(delivered + rejected, 16, "produced = delivered + rejected-with-reason")
         let files = try FileManager.default.contentsOfDirectory(atPath: out.path)
-        XCTAssertEqual(files.filter { $0.hasSuffix("_ct.nii.gz") }.count, delivered)
+        XCTAssertEqual(files.filter { $0.hasSuffix("_ct.nii") }.count, delivered)
         // Both sampler replicas (threads of one process) took work.
         XCTAssertEqual(Summary.int(procs["sampler"]!.summary("sampler"), "received"), Summary.int(procs["encoder"]!.summary("encoder"), "emitted"))
 

@@ -105,9 +105,9 @@ enum TestConfigs {
             "seed: 7",
             "pipeline: [\(names.joined(separator: ", "))]",
             "runtime: {status_interval_s: 1, idle_timeout_s: \(idleTimeout), drain_timeout_s: 20, linger_ms: 5000}",
-            "data: {source: phantom, phantom: {cases: \(cases), seed: 3}, organ: liver, patches_per_case: 4}",
+            "data: {source: phantom, phantom: {cases: \(cases), seed: 3, shape: [128, 112, 112]}, organ: liver, patches_per_case: 8}",
             "synthesis: {engine: procedural, synthesize_probability: 0.5}",
-            "writer: {out_dir: \"\(outDir)\"}",
+            "writer: {out_dir: \"\(outDir)\", compress: false}",
             "stages:",
         ]
         var port = base

@@ -1,0 +1,43 @@
+import Kernels
+import Synthesis
+import Wire
+
+/// How the stages use the message fields (docs/daemon.md, "Messages between stages"):
+/// - loader → cropper: `ct` float32 [X,Y,Z] (HU window in [0,1], RAS, 1 mm), `label` uint8
+///   [X,Y,Z] (0 background, 1 organ, 2 real tumor); `synthesize` = the case is healthy (eligible).
+/// - cropper → …: `ct` float32 96³, `label` uint8 96³ (0/1), and when `synthesize`: `tumor_mask`
+///   uint8 96³ and `tumorType`; `patchOrigin` = crop corner in the volume.
+/// - sampler (procedural) → blender: `ct` painted; blender → sink: `label` with tumor = 2.
+enum PatchConventions {
+    /// A sub-stream of the patch's generator for each stage, so every stage's draws are
+    /// reproducible from the seed in the header alone.
+    enum Stream: UInt64 { case cropper = 1, encoder = 2, sampler = 3, blender = 4 }
+
+    static func rng(_ patch: PatchMessage, _ stream: Stream) -> SynthRandom {
+        SynthRandom(seed: SynthRandom.patchSeed(run: patch.seed, index: stream.rawValue))
+    }
+
+    static func ct(_ p: PatchMessage, stage: String) throws -> Tensor {
+        guard let ct = p.tensor(Payload.ct), ct.rank == 3 else {
+            throw StageRejection("bad-payload", "\(stage): patch \(p.patchID) has no float32 [X,Y,Z] '\(Payload.ct)' payload")
+        }
+        return ct
+    }
+
+    static func grid(_ p: PatchMessage, _ name: String, like ct: Tensor, stage: String) throws -> MaskGrid {
+        guard let (bytes, shape) = p.bytes(name), shape == ct.shape else {
+            throw StageRejection("bad-payload", "\(stage): patch \(p.patchID) has no uint8 '\(name)' payload of shape \(ct.shape)")
+        }
+        return MaskGrid(size: GridSize(shape[0], shape[1], shape[2]), voxels: bytes)
+    }
+
+    /// Voxels equal to `value` as a 0/1 mask.
+    static func select(_ grid: MaskGrid, _ value: UInt8) -> MaskGrid {
+        MaskGrid(size: grid.size, voxels: grid.voxels.map { $0 == value ? 1 : 0 })
+    }
+
+    static func checkFinite(_ t: Tensor, _ p: PatchMessage, stage: String) throws {
+        let bad = t.withUnsafeBufferPointer { b in b.contains { !$0.isFinite } }
+        if bad { throw StageRejection("nan-voxels", "\(stage): patch \(p.patchID) from \(p.sourceCase) has NaN or infinite CT voxels") }
+    }
+}
