@@ -13,6 +13,8 @@ struct TumorD: AsyncParsableCommand {
             Tap.self,
             Status.self,
             CheckConfig.self,
+            Inspect.self,
+            Phantom.self,
         ]
     )
 }

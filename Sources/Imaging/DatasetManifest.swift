@@ -5,7 +5,8 @@ public struct DatasetCase: Equatable, Sendable {
     public enum Labels: Equatable, Sendable {
         /// One multi-label file (TotalSegmentator style), read with an `OrganMap`.
         case multiLabel(path: String, organs: OrganMap)
-        /// Binary files per organ (AbdomenAtlas `segmentations/<organ>.nii.gz`; kidneys may be two files).
+        /// Binary files per organ (AbdomenAtlas `segmentations/<organ>.nii.gz`). Kidneys may be two
+        /// files, right then left, which take the organ map's kidney ids in that order.
         case perOrgan([Organ: [String]])
     }
 
@@ -41,8 +42,11 @@ public struct DatasetCase: Equatable, Sendable {
         case let .perOrgan(files):
             var out = LabelVolume(zerosLike: ct)
             for organ in Organ.allCases {
-                guard let paths = files[organ], let dst = organs.id(of: organ) else { continue }
-                for path in paths {
+                let ids = organs.allIDs(of: organ)
+                guard let paths = files[organ], !ids.isEmpty else { continue }
+                // Kidneys come as kidney_right then kidney_left: ids 2 and 3 in TotalSegmentator.
+                for (n, path) in paths.enumerated() {
+                    let dst = ids[min(n, ids.count - 1)]
                     let mask = try NIfTI.readLabels(path)
                     try ct.checkSameGrid(as: mask, ctPath: ctPath, labelPath: path)
                     for i in 0..<mask.labels.count where mask.labels[i] != 0 { out.labels[i] = dst }

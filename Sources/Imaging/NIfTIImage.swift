@@ -186,11 +186,37 @@ final class NIfTIImage {
                                    "file has \(size) bytes, header needs \(n.iname_offset + expected)")
             }
         }
-        guard nifti_image_load(image.handle) == 0, image.handle.pointee.data != nil else {
-            throw ImagingError(.truncated, path: path,
-                               "could not read \(expected) bytes of voxel data (truncated or corrupt file)")
-        }
+        try image.loadRawData(bytes: Int(expected))
         return (image, header)
+    }
+
+    /// Reads the voxel bytes through libnifti's znz layer (zlib). Not `nifti_image_load`: its
+    /// `nifti_read_buffer` silently replaces NaN/inf floats by 0, and TumorStream must reject them.
+    private func loadRawData(bytes: Int) throws {
+        guard let iname = handle.pointee.iname else {
+            throw ImagingError(.notNIfTI, path: path, "libnifti found no image data file name")
+        }
+        var zf: znzFile? = znzopen(iname, "rb", nifti_is_gzfile(iname))
+        guard zf != nil else { throw ImagingError(.missingFile, path: path, "cannot open the image data") }
+        defer { Xznzclose(&zf) }
+        guard znzseek(zf, off_t(handle.pointee.iname_offset), SEEK_SET) >= 0 else {
+            throw ImagingError(.truncated, path: path, "cannot seek to the voxel data at byte \(handle.pointee.iname_offset)")
+        }
+        // malloc: nifti_image_free releases `data` with free().
+        guard let buffer = malloc(max(bytes, 1)) else {
+            throw ImagingError(.truncated, path: path, "cannot allocate \(bytes) bytes for the voxel data")
+        }
+        let got = znzread(buffer, 1, bytes, zf)
+        guard got == bytes else {
+            free(buffer)
+            throw ImagingError(.truncated, path: path,
+                               "voxel data ends after \(got) of \(bytes) bytes (truncated or corrupt file)")
+        }
+        let n = handle.pointee
+        if n.byteorder != nifti_short_order(), n.swapsize > 1 {
+            nifti_swap_Nbytes(Int64(bytes / Int(n.swapsize)), n.swapsize, buffer)
+        }
+        handle.pointee.data = buffer
     }
 
     /// Voxel data converted to Float32 in the C-order [X, Y, Z] layout, with scl_slope/scl_inter applied.

@@ -5,7 +5,9 @@ import Kernels
 /// the output keeps the input's axis directions, voxel (0,0,0) stays at the same world
 /// position, and each axis covers the input's field of view: n_out = round(n_in · s_in / s_out).
 /// Output voxel a along an axis samples input position a · s_out / s_in; positions past the
-/// last input voxel take the border value (MONAI's `padding_mode="border"`).
+/// last input voxel take the border value for CT (MONAI's `padding_mode="border"`); for labels,
+/// positions outside the scanned field of view (more than half a voxel past an edge voxel's
+/// centre) are background, so resampling does not inflate organs cut by the scan edge.
 public struct ResampleGrid: Equatable, Sendable {
     public var inputShape: [Int]
     public var outputShape: [Int]
@@ -42,11 +44,13 @@ public struct ResampleGrid: Equatable, Sendable {
         return (lo, hi, w)
     }
 
-    /// Per output index along `axis`: the nearest input index (border-clamped).
+    /// Per output index along `axis`: the nearest input index, or -1 outside the field of view
+    /// (position ≥ n − 0.5, which half-up rounding would send to index n).
     func nearestTaps(axis d: Int) -> [Int32] {
         let n = inputShape[d]
         return (0..<outputShape[d]).map { a in
-            Int32(min(max(Int((Double(a) * step[d]).rounded()), 0), n - 1))
+            let p = Double(a) * step[d]
+            return p >= Double(n) - 0.5 ? -1 : Int32(min(Int(p.rounded()), n - 1))
         }
     }
 }
@@ -176,13 +180,18 @@ extension LabelVolume {
                         var prevDst: UnsafeMutablePointer<UInt8>? = nil
                         for r in rows {
                             let x = r / my, y = r % my
-                            let srcRow = (Int(ix[x]) * ny + Int(iy[y])) * nz
                             let dr = d + r * mz
+                            if ix[x] < 0 || iy[y] < 0 {
+                                dr.initialize(repeating: 0, count: mz)  // outside the field of view
+                                prevSrcRow = -1; prevDst = nil
+                                continue
+                            }
+                            let srcRow = (Int(ix[x]) * ny + Int(iy[y])) * nz
                             if srcRow == prevSrcRow, let p = prevDst {
                                 dr.update(from: p, count: mz)  // repeated source row: copy the output row
                             } else {
                                 let sr = s + srcRow
-                                for c in 0..<mz { dr[c] = sr[Int(iz[c])] }
+                                for c in 0..<mz { let z = Int(iz[c]); dr[c] = z < 0 ? 0 : sr[z] }
                             }
                             prevSrcRow = srcRow; prevDst = dr
                         }
