@@ -15,6 +15,7 @@ struct TumorD: AsyncParsableCommand {
             CheckConfig.self,
             Inspect.self,
             Phantom.self,
+            Synth.self,
         ]
     )
 }

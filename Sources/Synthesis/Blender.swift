@@ -1,4 +1,5 @@
 import Kernels
+import Imaging
 
 /// The DiffTumor blender (difftumor.md §4 "Blending", "Label update"):
 /// - liver and kidney: m̃ = gaussian_filter(mask, σ), σ ~ U(0,4);
@@ -115,11 +116,10 @@ public enum Blender {
     public static func blend(ct: Tensor, organ: MaskGrid, tumor: MaskGrid, sample: Tensor,
                              organType: Organ, sigma: Double) -> (ct: Tensor, label: MaskGrid) {
         let out: Tensor
-        switch organType {
-        case .liver, .kidney:
-            out = alphaBlend(ct: ct, sample: sample, blurredMask: blurMask(tumor, sigma: sigma))
-        case .pancreas:
+        if organType == .pancreas {
             out = replace(sample: sample)
+        } else {   // liver, kidney (and any other organ)
+            out = alphaBlend(ct: ct, sample: sample, blurredMask: blurMask(tumor, sigma: sigma))
         }
         return (out, updateLabel(organ: organ, tumor: tumor))
     }

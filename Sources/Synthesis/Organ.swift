@@ -1,21 +1,21 @@
-/// The organs the reference synthesizes into, with their STEP3 settings (difftumor.md §1, §4).
-public enum Organ: String, CaseIterable, Sendable, CustomStringConvertible {
-    case liver, pancreas, kidney
+import Imaging
 
+/// STEP3 settings of the organs the reference synthesizes into (difftumor.md §1, §4).
+/// `Organ` is Imaging's enum; spleen has no reference setting.
+extension Organ {
     /// Radius (voxels) of the sphere whose volume a healthy crop's foreground must exceed
-    /// (`fg_thresh` of STEP3 main.py: liver 30, pancreas 15, kidney 25).
-    public var foregroundRadius: Int {
+    /// (`fg_thresh` of STEP3 main.py: liver 30, pancreas 15, kidney 25); nil for other organs.
+    public var foregroundRadius: Int? {
         switch self {
         case .liver: 30
         case .pancreas: 15
         case .kidney: 25
+        default: nil
         }
     }
 
     /// Whether the placement slice is eroded with a 5×5 kernel (liver only).
     public var erodesPlacementSlice: Bool { self == .liver }
-
-    public var description: String { rawValue }
 }
 
 /// The tumor type drawn per synthesized patch (STEP3 `monai_trainer.train_epoch`).

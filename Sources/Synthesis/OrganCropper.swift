@@ -1,4 +1,5 @@
 import Kernels
+import Imaging
 
 /// A 96³ crop of a preprocessed volume: CT in [0,1] (after the HU window) and the organ label.
 public struct CropPatch {

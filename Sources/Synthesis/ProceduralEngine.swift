@@ -1,4 +1,5 @@
 import Kernels
+import Imaging
 
 /// What the procedural engine drew for one patch.
 public struct ProceduralRecord: Equatable, Sendable {

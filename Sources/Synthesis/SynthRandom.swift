@@ -8,11 +8,12 @@ public struct SynthRandom {
     private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
     private var spareNormal: Double?
 
-    /// The seed this generator started from (recorded with every patch).
-    public let seed: UInt64
+    private var recordedSeed: UInt64
+    /// The patch seed this generator belongs to (recorded with every patch).
+    public var seed: UInt64 { recordedSeed }
 
     public init(seed: UInt64) {
-        self.seed = seed
+        self.recordedSeed = seed
         var sm = SplitMix64(state: seed)
         s0 = sm.next(); s1 = sm.next(); s2 = sm.next(); s3 = sm.next()
         if s0 | s1 | s2 | s3 == 0 { s0 = 0x9E37_79B9_7F4A_7C15 }  // the all-zero state is forbidden
@@ -122,3 +123,17 @@ import Foundation
 @inline(__always) func _sin(_ x: Double) -> Double { Foundation.sin(x) }
 @inline(__always) func _cos(_ x: Double) -> Double { Foundation.cos(x) }
 #endif
+
+extension SynthRandom {
+    /// Independent streams of one patch seed, so each pipeline stage can redraw its part alone:
+    /// the cropper (crop, decision, tumor mask) and the engine (texture or blend sigma).
+    public enum Stream: UInt64, Sendable {
+        case cropper = 0
+        case engine = 1
+    }
+
+    public init(seed: UInt64, stream: Stream) {
+        self.init(seed: stream == .cropper ? seed : SynthRandom.patchSeed(run: seed, index: 0x5EED_0000 + stream.rawValue))
+        self.recordedSeed = seed   // the patch seed, not the derived one
+    }
+}

@@ -1,3 +1,5 @@
+import Imaging
+
 /// One ellipsoid placed by `TumorGeometry`, for records and previews (patch voxel coordinates).
 public struct PlacedTumor: Equatable, Sendable {
     public var sizeClass: TumorSizeClass
@@ -54,10 +56,7 @@ public struct TumorGeometry {
             let ry = rng.randint(r.lowerBound, r.upperBound)
             let rz = rng.randint(r.lowerBound, r.upperBound)
             let sigma = sizeClass.drawSigma(&rng)
-            var geo = MaskGrid.ellipsoid(rx, ry, rz)
-            geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 1), sigma: sigma, rng: &rng)
-            geo = ElasticDeform.deformRandomGrid(geo, axes: (1, 2), sigma: sigma, rng: &rng)
-            geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 2), sigma: sigma, rng: &rng)
+            var geo = TumorGeometry.deformedEllipsoid(radii: [rx, ry, rz], sigma: sigma, rng: &rng)
 
             let low: [Int], center: [Int]
             if sizeClass == .large && organ == .pancreas {
@@ -87,6 +86,16 @@ public struct TumorGeometry {
             mask.voxels[i] = v ? 1 : 0
         }
         return TumorMask(mask: mask, sizeClass: sizeClass, tumors: tumors, skippedOrganIntersection: skip)
+    }
+
+    /// The shape of one tumor: `get_ellipsoid(rx, ry, rz)` deformed by `deform_random_grid`
+    /// (points 3, order 0) on axis pairs (0,1), (1,2), (0,2) with the same sigma.
+    public static func deformedEllipsoid(radii r: [Int], sigma: Double, rng: inout SynthRandom) -> MaskGrid {
+        var geo = MaskGrid.ellipsoid(r[0], r[1], r[2])
+        geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 1), sigma: sigma, rng: &rng)
+        geo = ElasticDeform.deformRandomGrid(geo, axes: (1, 2), sigma: sigma, rng: &rng)
+        geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 2), sigma: sigma, rng: &rng)
+        return geo
     }
 
     /// `random_select`: an axial slice z at fraction U(0.3,0.7) of the organ's z-extent (widening
