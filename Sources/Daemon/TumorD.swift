@@ -16,6 +16,7 @@ struct TumorD: AsyncParsableCommand {
             Inspect.self,
             Phantom.self,
             Synth.self,
+            Model.self,
         ]
     )
 }

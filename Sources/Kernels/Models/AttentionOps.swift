@@ -56,7 +56,7 @@ public enum AttentionOps {
 
     /// Softmax attention on a (tokens × 3·heads·dimHead) row layout `qkvT`: the row of token t of
     /// group g is g·groupStride + t·tokenStride. Writes (tokens × heads·dimHead) rows into `out`.
-    static func softmaxAttention(qkvT: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, groups: Int, tokens T: Int,
+    public static func softmaxAttention(qkvT: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>, groups: Int, tokens T: Int,
                                  groupStride: Int, tokenStride: Int, heads: Int, dimHead: Int,
                                  rotary: Rotary?, bias: [Float]?) {
         let hidden = heads * dimHead
