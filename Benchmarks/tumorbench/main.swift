@@ -6,3 +6,4 @@ print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run 
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
+if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
