@@ -1,0 +1,33 @@
+import Dispatch
+
+/// The thread budget of the kernels in this process: OpenBLAS threads and the chunk count of
+/// our own parallel loops. A stage sets it once (`KernelContext.threads = 2`); both follow.
+public enum KernelContext {
+    nonisolated(unsafe) private static var _threads: Int = 1
+
+    /// Threads used by OpenBLAS and by `parallelFor`. Setting it also sets `BLASThreads.count`.
+    public static var threads: Int {
+        get { _threads }
+        set {
+            _threads = max(1, newValue)
+            BLASThreads.count = _threads
+        }
+    }
+
+    /// Upper bound, in bytes, of the im2col tile a convolution allocates (one per call).
+    /// A convolution's peak extra memory is this tile plus a repacked weight matrix and,
+    /// for transposed convolutions, one output tile of the same column count.
+    nonisolated(unsafe) public static var im2colTileBytes: Int = 8 << 20
+
+    /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, in parallel.
+    /// `body` must write disjoint memory for disjoint ranges.
+    public static func parallelFor(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let chunks = min(_threads, max(1, count / max(1, minimumChunk)))
+        if chunks <= 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

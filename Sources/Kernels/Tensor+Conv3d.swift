@@ -1,0 +1,117 @@
+/// 3D convolution (PyTorch `Conv3d` cross-correlation), NCDHW.
+extension Tensor {
+    /// `weight` is [Cout, Cin/groups, kD, kH, kW]; `bias` is [Cout] or nil; `stride` per dim (D, H, W);
+    /// `padding` per dim as (front, back) with mode zero or replicate (`Padding3d.same` gives the
+    /// reference's `SamePadConv3d`). Output size per dim: (in + front + back − k) / stride + 1.
+    /// Lowered to `cblas_sgemm` on tiles of im2col columns; peak extra memory is one tile
+    /// (`KernelContext.im2colTileBytes`, at least Cin/groups·k³ × one output row of floats).
+    public func conv3d(weight: Tensor, bias: Tensor? = nil, stride: [Int] = [1, 1, 1],
+                       padding: Padding3d = .none, groups: Int = 1) -> Tensor {
+        precondition(rank == 5 && weight.rank == 5, "conv3d: input \(shape) and weight \(weight.shape) must be 5-D")
+        precondition(stride.count == 3 && stride.allSatisfy { $0 > 0 }, "conv3d: stride \(stride) must be 3 positive values")
+        let (n, cin) = (shape[0], shape[1])
+        let cout = weight.shape[0]
+        precondition(groups > 0 && cin % groups == 0 && cout % groups == 0 && weight.shape[1] == cin / groups,
+                     "conv3d: input \(shape), weight \(weight.shape), groups \(groups) do not match")
+        precondition(bias == nil || bias!.count == cout, "conv3d: bias \(bias!.shape) for \(cout) output channels")
+        let kernel = Array(weight.shape[2...])
+        let dims = (0..<3).map {
+            GatherDim.convolution(size: shape[2 + $0], kernel: kernel[$0], stride: stride[$0],
+                                  front: padding.front[$0], back: padding.back[$0], mode: padding.mode)
+        }
+        let outDims = (dims[0].count, dims[1].count, dims[2].count)
+        let outSpatial = outDims.0 * outDims.1 * outDims.2
+        let inSpatial = spatialCount
+        var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
+        let cinG = cin / groups, coutG = cout / groups
+        let kSize = cinG * kernel.reduce(1, *)
+        withPointer { x in
+            weight.withPointer { wp in
+                out.withMutablePointer { y in
+                    for b in 0..<n {
+                        for g in 0..<groups {
+                            gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
+                                              inputDims: (shape[2], shape[3], shape[4]), dims: dims,
+                                              weights: wp + g * coutG * kSize, outChannels: coutG,
+                                              output: y + (b * cout + g * coutG) * outSpatial,
+                                              outputDims: outDims, accumulate: false)
+                        }
+                    }
+                    if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Transposed 3D convolution (PyTorch `ConvTranspose3d`): `weight` is [Cin, Cout/groups, kD, kH, kW];
+    /// output size per dim: (in − 1)·stride − 2·padding + k + outputPadding. Computed in gather form:
+    /// one stride-1 convolution per output phase (stride^3 of them), each lowered to `cblas_sgemm`
+    /// on im2col tiles (no zero-inflated input, no scatter-add).
+    public func convTranspose3d(weight: Tensor, bias: Tensor? = nil, stride: [Int],
+                                padding: [Int] = [0, 0, 0], outputPadding: [Int] = [0, 0, 0],
+                                groups: Int = 1) -> Tensor {
+        precondition(rank == 5 && weight.rank == 5, "convTranspose3d: input \(shape) and weight \(weight.shape) must be 5-D")
+        precondition(stride.count == 3 && padding.count == 3 && outputPadding.count == 3
+                     && stride.allSatisfy { $0 > 0 } && padding.allSatisfy { $0 >= 0 },
+                     "convTranspose3d: stride \(stride), padding \(padding), outputPadding \(outputPadding)")
+        let (n, cin) = (shape[0], shape[1])
+        precondition(groups > 0 && cin % groups == 0 && weight.shape[0] == cin,
+                     "convTranspose3d: input \(shape), weight \(weight.shape), groups \(groups) do not match")
+        let coutG = weight.shape[1], cout = coutG * groups, cinG = cin / groups
+        precondition(bias == nil || bias!.count == cout, "convTranspose3d: bias \(bias!.shape) for \(cout) output channels")
+        let kernel = Array(weight.shape[2...])
+        let inDims = Array(shape[2...])
+        var outSizes = [0, 0, 0]
+        for i in 0..<3 {
+            let grown: Int = (inDims[i] - 1) * stride[i] + kernel[i]
+            outSizes[i] = grown - 2 * padding[i] + outputPadding[i]
+        }
+        precondition(outSizes.allSatisfy { $0 > 0 }, "convTranspose3d: empty output \(outSizes) for input \(shape)")
+        let outDims = (outSizes[0], outSizes[1], outSizes[2])
+        let outSpatial = outSizes.reduce(1, *)
+        let inSpatial = spatialCount
+        var out = Tensor(zeros: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
+        let wk = weight.scalars
+        let kVol = kernel.reduce(1, *)
+        withPointer { x in
+            out.withMutablePointer { y in
+                for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
+                    let phase = [pd, ph, pw]
+                    let dims = (0..<3).map {
+                        GatherDim.transposedPhase(inputSize: inDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
+                                                  stride: stride[$0], padding: padding[$0], phase: phase[$0])
+                    }
+                    if dims.contains(where: { $0.count == 0 }) { continue }
+                    let (tD, tH, tW) = (dims[0].taps, dims[1].taps, dims[2].taps)
+                    let taps = tD * tH * tW
+                    let kSize = cinG * taps
+                    // A[g][co, (ci, jd, jh, jw)] = w[g·cinG + ci, co, pd + s·jd, ph + s·jh, pw + s·jw]
+                    var a = [Float](repeating: 0, count: max(1, groups * coutG * kSize))
+                    for g in 0..<groups { for co in 0..<coutG { for ci in 0..<cinG {
+                        for jd in 0..<tD { for jh in 0..<tH { for jw in 0..<tW {
+                            let kd = pd + stride[0] * jd, kh = ph + stride[1] * jh, kw = pw + stride[2] * jw
+                            let kOffset: Int = (kd * kernel[1] + kh) * kernel[2] + kw
+                            let src: Int = ((g * cinG + ci) * coutG + co) * kVol + kOffset
+                            let tap: Int = (jd * tH + jh) * tW + jw
+                            a[((g * coutG + co) * cinG + ci) * taps + tap] = wk[src]
+                        }}}
+                    }}}
+                    a.withUnsafeBufferPointer { ap in
+                        for b in 0..<n {
+                            for g in 0..<groups {
+                                gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
+                                                  inputDims: (inDims[0], inDims[1], inDims[2]), dims: dims,
+                                                  weights: ap.baseAddress! + g * coutG * kSize, outChannels: coutG,
+                                                  output: y + (b * cout + g * coutG) * outSpatial,
+                                                  outputDims: outDims, accumulate: false)
+                            }
+                        }
+                    }
+                }}}
+                if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
+            }
+        }
+        return out
+    }
+}

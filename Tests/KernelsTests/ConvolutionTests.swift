@@ -1,0 +1,200 @@
+import XCTest
+import Kernels
+
+/// Direct 3D convolution: seven nested loops over an explicitly padded index.
+func naiveConv3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [Int], front: [Int], back: [Int],
+                 replicate: Bool, groups: Int) -> Tensor {
+    let (n, cin, d, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+    let (cout, k) = (w.shape[0], Array(w.shape[2...]))
+    let inSize = [d, h, wd]
+    var o: [Int] = [0, 0, 0]
+    for i in 0..<3 { let padded: Int = inSize[i] + front[i] + back[i]; o[i] = (padded - k[i]) / s[i] + 1 }
+    let (o0, o1, o2) = (o[0], o[1], o[2])
+    let xs = x.scalars, ws = w.scalars, bs = bias?.scalars
+    let (k0, k1, k2) = (k[0], k[1], k[2])
+    let cinG = cin / groups, coutG = cout / groups
+    var y = [Float](repeating: 0, count: n * cout * o[0] * o[1] * o[2])
+    func read(_ b: Int, _ c: Int, _ p: [Int]) -> Double {
+        var q = p
+        for i in 0..<3 where q[i] < 0 || q[i] >= inSize[i] {
+            if !replicate { return 0 }
+            q[i] = min(max(q[i], 0), inSize[i] - 1)
+        }
+        return Double(xs[(((b * cin + c) * d + q[0]) * h + q[1]) * wd + q[2]])
+    }
+    for b in 0..<n { for co in 0..<cout { let g = co / coutG
+        for z in 0..<o[0] { for yy in 0..<o[1] { for xx in 0..<o[2] {
+            var acc = Double(bs?[co] ?? 0)
+            for ci in 0..<cinG { for a in 0..<k[0] { for bb in 0..<k[1] { for c in 0..<k[2] {
+                let p = [z * s[0] - front[0] + a, yy * s[1] - front[1] + bb, xx * s[2] - front[2] + c]
+                let wi: Int = ((co * cinG + ci) * k0 + a) * k1 + bb
+                acc += read(b, g * cinG + ci, p) * Double(ws[wi * k2 + c])
+            }}}}
+            let plane: Int = (b * cout + co) * o0 + z
+            y[(plane * o1 + yy) * o2 + xx] = Float(acc)
+        }}}
+    }}
+    return Tensor(shape: [n, cout] + o, data: y)
+}
+
+/// Transposed convolution by its scatter definition: y[co, i·s − p + k] += x[ci, i]·w[ci, co, k].
+func naiveConvTranspose3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [Int], padding p: [Int],
+                          outputPadding op: [Int], groups: Int) -> Tensor {
+    let (n, cin) = (x.shape[0], x.shape[1])
+    let inS = Array(x.shape[2...]), k = Array(w.shape[2...])
+    let coutG = w.shape[1], cout = coutG * groups, cinG = cin / groups
+    var o: [Int] = [0, 0, 0]
+    for i in 0..<3 { let grown: Int = (inS[i] - 1) * s[i] + k[i]; o[i] = grown - 2 * p[i] + op[i] }
+    let (o0, o1, o2) = (o[0], o[1], o[2])
+    let (k0, k1, k2) = (k[0], k[1], k[2])
+    let xs = x.scalars, ws = w.scalars
+    var y = [Double](repeating: 0, count: n * cout * o[0] * o[1] * o[2])
+    for b in 0..<n { for ci in 0..<cin { let g = ci / cinG
+        for z in 0..<inS[0] { for yy in 0..<inS[1] { for xx in 0..<inS[2] {
+            let v = Double(xs[(((b * cin + ci) * inS[0] + z) * inS[1] + yy) * inS[2] + xx])
+            for co in 0..<coutG { for a in 0..<k[0] { for bb in 0..<k[1] { for c in 0..<k[2] {
+                let q = [z * s[0] - p[0] + a, yy * s[1] - p[1] + bb, xx * s[2] - p[2] + c]
+                if (0..<3).contains(where: { q[$0] < 0 || q[$0] >= o[$0] }) { continue }
+                let oc = g * coutG + co
+                let plane: Int = (b * cout + oc) * o0 + q[0]
+                let wi: Int = ((ci * coutG + co) * k0 + a) * k1 + bb
+                y[(plane * o1 + q[1]) * o2 + q[2]] += v * Double(ws[wi * k2 + c])
+            }}}}
+        }}}
+    }}
+    if let bias {
+        let bs = bias.scalars, inner = o.reduce(1, *)
+        for b in 0..<n { for c in 0..<cout { for i in 0..<inner { y[(b * cout + c) * inner + i] += Double(bs[c]) } } }
+    }
+    return Tensor(shape: [n, cout] + o, data: y.map { Float($0) })
+}
+
+final class ConvolutionTests: XCTestCase {
+    override func setUp() { KernelContext.threads = 2 }
+
+    func testConv3dMatchesNaiveForKernelsStridesAndPaddings() {
+        var rng = SeededRandom(seed: 1)
+        // (cin, cout, groups, input D,H,W, kernel, stride, front, back)
+        let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
+            (3, 5, 1, [5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1]),
+            (2, 4, 1, [7, 5, 6], [4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 1, 1]),
+            (3, 2, 1, [3, 9, 8], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
+            (2, 3, 1, [3, 11, 9], [1, 7, 7], [1, 1, 1], [0, 3, 3], [0, 3, 3]),
+            (4, 2, 1, [2, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1]),
+            (5, 3, 1, [4, 3, 5], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]),
+            (2, 3, 1, [9, 8, 9], [7, 7, 7], [1, 1, 1], [3, 3, 3], [3, 3, 3]),
+            (4, 6, 2, [5, 5, 6], [3, 3, 3], [1, 2, 1], [2, 0, 1], [0, 2, 1]),
+            (1, 2, 1, [6, 7, 5], [2, 3, 4], [2, 3, 1], [1, 2, 0], [0, 1, 3]),
+        ]
+        for (cin, cout, groups, size, k, s, f, b) in cases {
+            for mode in [PaddingMode.zero, .replicate] {
+                let x = rng.tensor([2, cin] + size)
+                let w = rng.tensor([cout, cin / groups] + k, scale: 0.5)
+                let bias = rng.tensor([cout])
+                let pad = Padding3d(front: f, back: b, mode: mode)
+                let y = x.conv3d(weight: w, bias: bias, stride: s, padding: pad, groups: groups)
+                let e = naiveConv3d(x, w, bias, stride: s, front: f, back: b, replicate: mode == .replicate, groups: groups)
+                assertClose(y, e, rtol: 1e-4, atol: 1e-4, "k\(k) s\(s) pad \(f)/\(b) \(mode) groups \(groups)")
+            }
+        }
+    }
+
+    func testSamePaddingMatchesReferenceSamePadConv3d() {
+        // SamePadConv3d: total k − s, front = ceil(total/2) (F.pad's first element is p//2 + p%2).
+        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [2, 2, 2]),
+                       Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
+        XCTAssertEqual(Padding3d.same(kernel: [3, 3, 3], stride: [1, 1, 1]).front, [1, 1, 1])
+        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).front, [2, 2, 2])
+        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).back, [1, 1, 1])
+        XCTAssertEqual(Padding3d.same(kernel: [1, 1, 1], stride: [1, 1, 1]), Padding3d(front: [0, 0, 0], back: [0, 0, 0], mode: .replicate))
+        var rng = SeededRandom(seed: 2)
+        let x = rng.tensor([1, 2, 8, 8, 8])
+        let w = rng.tensor([3, 2, 4, 4, 4])
+        let y = x.conv3d(weight: w, stride: [2, 2, 2], padding: .same(kernel: [4, 4, 4], stride: [2, 2, 2]))
+        XCTAssertEqual(y.shape, [1, 3, 4, 4, 4])
+        // Same as explicit replicate pad then an unpadded conv.
+        let explicit = x.padded(Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
+            .conv3d(weight: w, stride: [2, 2, 2])
+        assertClose(y, explicit, rtol: 1e-5, atol: 1e-5)
+    }
+
+    func testSmallTileBudgetGivesTheSameResult() {
+        var rng = SeededRandom(seed: 3)
+        let x = rng.tensor([1, 3, 7, 6, 5])
+        let w = rng.tensor([4, 3, 3, 3, 3])
+        let full = x.conv3d(weight: w, padding: .uniform(1))
+        let saved = KernelContext.im2colTileBytes
+        KernelContext.im2colTileBytes = 1
+        let tiled = x.conv3d(weight: w, padding: .uniform(1))
+        let tiledT = x.convTranspose3d(weight: rng.tensor([3, 2, 4, 4, 4]), stride: [2, 2, 2], padding: [1, 1, 1])
+        KernelContext.im2colTileBytes = saved
+        assertClose(tiled, full, rtol: 1e-6, atol: 1e-6)
+        XCTAssertEqual(tiledT.shape, [1, 2, 14, 12, 10])
+    }
+
+    func testConvTranspose3dMatchesScatterDefinition() {
+        var rng = SeededRandom(seed: 4)
+        // (cin, coutG, groups, input, kernel, stride, padding, outputPadding)
+        let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
+            (3, 2, 1, [3, 4, 5], [4, 4, 4], [2, 2, 2], [1, 1, 1], [0, 0, 0]),
+            (2, 3, 1, [5, 4, 3], [4, 4, 4], [2, 2, 2], [3, 3, 3], [0, 0, 0]),   // SamePadConvTranspose3d core
+            (4, 2, 1, [3, 5, 6], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 0, 0]),   // Unet Upsample
+            (2, 2, 1, [3, 3, 4], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+            (2, 1, 2, [3, 4, 3], [3, 2, 5], [3, 2, 2], [1, 0, 2], [2, 1, 0]),
+        ]
+        for (cin, coutG, groups, size, k, s, p, op) in cases {
+            let x = rng.tensor([2, cin] + size)
+            let w = rng.tensor([cin, coutG] + k, scale: 0.5)
+            let bias = rng.tensor([coutG * groups])
+            let y = x.convTranspose3d(weight: w, bias: bias, stride: s, padding: p, outputPadding: op, groups: groups)
+            let e = naiveConvTranspose3d(x, w, bias, stride: s, padding: p, outputPadding: op, groups: groups)
+            assertClose(y, e, rtol: 1e-4, atol: 1e-4, "k\(k) s\(s) p\(p) op\(op)")
+        }
+    }
+
+    func testConvTransposeIsTheAdjointOfConvolution() {
+        // <conv(x; W), y> == <x, convT(y; W)> for zero padding, the same W and stride.
+        var rng = SeededRandom(seed: 5)
+        let cases: [([Int], [Int], [Int], [Int])] = [   // input, kernel, stride, padding
+            ([8, 8, 8], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+            ([3, 8, 10], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+            ([5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            ([9, 7, 8], [4, 3, 4], [2, 2, 3], [2, 0, 1]),
+        ]
+        for (size, k, s, p) in cases {
+            let x = rng.tensor([1, 3] + size)
+            let w = rng.tensor([4, 3] + k)
+            let cx = x.conv3d(weight: w, stride: s, padding: .symmetric(p))
+            let y = rng.tensor(cx.shape)
+            // Output padding recovers the input size lost to the floor in the conv size formula.
+            var op: [Int] = [0, 0, 0]
+            for i in 0..<3 { let full: Int = (cx.shape[2 + i] - 1) * s[i] + k[i]; op[i] = size[i] - (full - 2 * p[i]) }
+            let ty = y.convTranspose3d(weight: w, stride: s, padding: p, outputPadding: op)
+            XCTAssertEqual(ty.shape, x.shape)
+            let lhs = dot(cx, y), rhs = dot(x, ty)
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)), "k\(k) s\(s) p\(p)")
+        }
+    }
+
+    func testReferenceSamePadConvTransposeDoublesTheSize() {
+        var rng = SeededRandom(seed: 6)
+        let x = rng.tensor([1, 2, 5, 6, 7])
+        let w = rng.tensor([2, 3, 4, 4, 4])
+        let y = x.padded(.uniform(1, mode: .replicate)).convTranspose3d(weight: w, stride: [2, 2, 2], padding: [3, 3, 3])
+        XCTAssertEqual(y.shape, [1, 3, 10, 12, 14])
+    }
+
+    func testPaddedMatchesDefinition() {
+        var rng = SeededRandom(seed: 7)
+        let x = rng.tensor([1, 2, 3, 4, 5])
+        for mode in [PaddingMode.zero, .replicate] {
+            let pad = Padding3d(front: [2, 0, 1], back: [1, 3, 0], mode: mode)
+            let y = x.padded(pad)
+            XCTAssertEqual(y.shape, [1, 2, 6, 7, 6])
+            // padded == conv with a 1×1×1 identity kernel over the padding.
+            let id = Tensor(shape: [2, 2, 1, 1, 1], data: [1, 0, 0, 1])
+            assertClose(y, naiveConv3d(x, id, nil, stride: [1, 1, 1], front: pad.front, back: pad.back,
+                                       replicate: mode == .replicate, groups: 1), rtol: 0, atol: 0)
+        }
+    }
+}
