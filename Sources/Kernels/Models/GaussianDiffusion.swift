@@ -1,0 +1,89 @@
+import Foundation
+
+/// A diffusion checkpoint of DiffTumor: the Unet3D denoiser (`denoise_fn.*`) and the schedule
+/// buffers, with the reference's two samplers. Latents are in the normalised [-1, 1] space.
+public final class GaussianDiffusion {
+    public let denoiser: Unet3D
+    public let schedule: DiffusionSchedule
+
+    public init(denoiser: Unet3D, schedule: DiffusionSchedule) {
+        self.denoiser = denoiser
+        self.schedule = schedule
+    }
+
+    /// From a GaussianDiffusion state dict (the `ema` entry of `{organ}_early.pt` / `_noearly.pt`).
+    /// The `vqgan.*` copy is ignored: the autoencoder comes from its own checkpoint.
+    public convenience init(stateDict sd: StateDict) throws {
+        let unetKeys = sd.subdict(prefix: "denoise_fn.")
+        guard !unetKeys.keys.isEmpty else { throw WeightsError(.missingKey, file: sd.file, "no 'denoise_fn.*' tensors (not a GaussianDiffusion state dict)") }
+        self.init(denoiser: try Unet3D(stateDict: unetKeys), schedule: try DiffusionSchedule(stateDict: sd))
+    }
+
+    public convenience init(path: String) throws {
+        try self.init(stateDict: try TorchCheckpoint(path: path).modelStateDict())
+    }
+
+    /// One ancestral step `p_sample` at timestep t: x̂0 clamped to [-1, 1], posterior mean, and
+    /// `exp(½ log σ²) · noise` for t > 0.
+    public func ddpmStep(_ x: Tensor, cond: Tensor, t: Int, noise: Tensor?) -> Tensor {
+        let B = x.shape[0]
+        let eps = denoiser(x, cond: cond, timesteps: [Float](repeating: Float(t), count: B))
+        let s = schedule
+        let (ra, rm1, c1, c2) = (s.sqrtRecipAlphasCumprod[t], s.sqrtRecipm1AlphasCumprod[t], s.posteriorMeanCoef1[t], s.posteriorMeanCoef2[t])
+        let sd: Float = t > 0 ? Foundation.exp(0.5 * s.posteriorLogVarianceClipped[t]) : 0
+        precondition(t == 0 || noise?.count == x.count, "DDPM step t=\(t) needs noise of shape \(x.shape)")
+        var out = Tensor(uninitialized: x.shape)
+        x.withUnsafeBufferPointer { xp in
+            eps.withUnsafeBufferPointer { ep in
+                out.withUnsafeMutableBufferPointer { op in
+                    let np = noise?.scalars
+                    for i in 0..<xp.count {
+                        var x0 = ra * xp[i] - rm1 * ep[i]
+                        x0 = min(max(x0, -1), 1)
+                        let mean = c1 * x0 + c2 * xp[i]
+                        op[i] = t > 0 ? mean + sd * np![i] : mean
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The full ancestral chain (`p_sample_loop`) from x_T: `noise(t)` supplies the noise of step t > 0.
+    public func sampleDDPM(xT: Tensor, cond: Tensor, noise: (Int) -> Tensor, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        var x = xT
+        for t in stride(from: schedule.timesteps - 1, through: 0, by: -1) {
+            x = ddpmStep(x, cond: cond, t: t, noise: t > 0 ? noise(t) : nil)
+            step?(t, x)
+        }
+        return x
+    }
+
+    /// Deterministic DDIM (η = 0) over `steps` of the reference's uniform spacing.
+    public func sampleDDIM(xT: Tensor, cond: Tensor, steps: Int, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
+        let (ts, alphas, prev) = schedule.ddim(steps: steps)
+        var x = xT
+        let B = x.shape[0]
+        for index in stride(from: ts.count - 1, through: 0, by: -1) {
+            let t = ts[index]
+            let e = denoiser(x, cond: cond, timesteps: [Float](repeating: Float(t), count: B))
+            let a = alphas[index], ap = prev[index]
+            let sqrtOneMinusA = (1 - a).squareRoot(), sqrtA = a.squareRoot()
+            let dirCoef = (1 - ap - 0).squareRoot(), sqrtAp = ap.squareRoot()
+            var next = Tensor(uninitialized: x.shape)
+            x.withUnsafeBufferPointer { xp in
+                e.withUnsafeBufferPointer { ep in
+                    next.withUnsafeMutableBufferPointer { np in
+                        for i in 0..<xp.count {
+                            let x0 = (xp[i] - sqrtOneMinusA * ep[i]) / sqrtA
+                            np[i] = sqrtAp * x0 + dirCoef * ep[i]
+                        }
+                    }
+                }
+            }
+            x = next
+            step?(t, x)
+        }
+        return x
+    }
+}
