@@ -8,6 +8,8 @@
    PReLU, 3 classes): its state_dict keys and shapes, and the output on a fixed input with
    weights set by a formula both sides compute (checksums and a few voxels).
 3. PyTorch AdamW (lr 0.01, weight decay 0.1) after three steps.
+5. Tests/Fixtures/trainer/small_monai_unet.pt: the small UNet's weights as a checkpoint
+   ({'state_dict': ..., 'epoch': 7}), as the published segmentation checkpoints are saved.
 4. The key list of the reference UNet (16-32-64-128-256).
 
     python3 scripts/trainer_expected.py > Tests/KernelsTests/TrainerExpected.swift
@@ -59,6 +61,11 @@ with torch.no_grad():
     x = x.float().double()
     y = small(x)
 sd = small.state_dict()
+# The same weights as a published-style checkpoint (float32, wrapped in "state_dict").
+import os
+fixture = os.path.join(os.path.dirname(__file__), "..", "Tests", "Fixtures", "trainer", "small_monai_unet.pt")
+os.makedirs(os.path.dirname(fixture), exist_ok=True)
+torch.save({"state_dict": {k: v.float().contiguous() for k, v in sd.items()}, "epoch": 7}, fixture)
 out.append("enum SmallUNetExpected {")
 out.append(f"    static let keys: [String] = [{', '.join(repr(k).replace(chr(39), chr(34)) for k in sd)}]")
 out.append(f"    static let shapes: [[Int]] = [{', '.join(str(list(v.shape)) for v in sd.values())}]")

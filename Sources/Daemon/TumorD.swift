@@ -8,6 +8,9 @@ struct TumorD: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Version.self,
+            PredictCommand.self,
+            EvalCommand.self,
+            MetricsCommand.self,
         ]
     )
 }

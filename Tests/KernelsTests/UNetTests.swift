@@ -66,3 +66,31 @@ final class UNetTests: XCTestCase {
         }
     }
 }
+
+final class UNetCheckpointTests: XCTestCase {
+    /// A MONAI UNet checkpoint saved by torch ({"state_dict": …}, as the reference's
+    /// `unet_synt_*_tumors.pt`), read with the PyTorch reader, config inferred from the shapes.
+    func testLoadsMONAICheckpointAndMatchesForward() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/trainer/small_monai_unet.pt").path
+        let dict = try TorchCheckpoint(path: path).modelStateDict()
+        var shapes: [String: [Int]] = [:]
+        for k in dict.keys { shapes[k] = dict.shape(k) }
+        let config = try UNetConfig.infer(fromShapes: shapes)
+        XCTAssertEqual(config, UNetConfig(channels: [4, 8, 16], strides: [2, 2]))
+        var net = UNet(config: config)
+        var tensors: [String: Tensor] = [:]
+        for k in dict.keys { tensors[k] = try dict.tensor(k) }
+        try net.load(stateDict: tensors)
+        let shape = SmallUNetExpected.inputShape
+        let x = Tensor(shape: shape, data: (0..<Tensor.elementCount(shape)).map { i in
+            Float(sin(0.05 * Double(i)) + 0.3 * cos(0.11 * Double(i)))
+        })
+        let y = net.predict(x).scalars.map(Double.init)
+        for (i, e) in zip(SmallUNetExpected.sampleIndices, SmallUNetExpected.sampleValues) {
+            XCTAssertEqual(y[i], e, accuracy: 1e-4 * max(1, abs(e)), "voxel \(i)")
+        }
+        XCTAssertEqual(try UNetConfig.infer(fromShapes: Dictionary(uniqueKeysWithValues: UNet(config: .reference).specs.map { ($0.name, $0.shape) })),
+                       .reference)
+    }
+}

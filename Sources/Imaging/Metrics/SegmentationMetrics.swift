@@ -13,7 +13,7 @@ public struct ClassMetrics: Equatable, CustomStringConvertible {
     public var description: String { "class \(classValue): DSC \(dsc) NSD \(nsd)" }
 }
 
-/// Segmentation metrics on label maps indexed [x, y, z] and stored x-fastest (NIfTI order),
+/// Segmentation metrics on label maps [X, Y, Z] in C order (Imaging's `LabelVolume` layout),
 /// as the reference's `validation.py` computes them: per-class DSC and DeepMind's surface Dice
 /// at 2 mm with the label's spacing.
 public enum SegmentationMetrics {

@@ -6,7 +6,8 @@ import Foundation
 /// from the marching-cubes table scaled by the spacing, and the distance of a surfel is the
 /// Euclidean distance in mm to the nearest surfel corner of the other mask.
 ///
-/// Masks are indexed [x, y, z] and stored x-fastest (NIfTI order); `spacingMM` is (x, y, z).
+/// Masks are [X, Y, Z] in C order (z fastest), Imaging's `LabelVolume` layout, like the
+/// nibabel arrays the reference passes; `spacingMM` is (x, y, z).
 public struct SurfaceDistances {
     /// Distance in mm from each ground-truth surfel to the prediction's surface (∞ if it has none).
     public private(set) var distancesLabelToPrediction: [Double] = []
@@ -22,7 +23,7 @@ public struct SurfaceDistances {
         // Bounding box of the union; corners run from bbox.min to bbox.max + 1 on each axis.
         var lo = dims, hi = [-1, -1, -1]
         for z in 0..<dims[2] { for y in 0..<dims[1] { for x in 0..<dims[0] {
-            let i = x + dims[0] * (y + dims[1] * z)
+            let i = (x * dims[1] + y) * dims[2] + z
             if label[i] || prediction[i] {
                 lo[0] = min(lo[0], x); hi[0] = max(hi[0], x)
                 lo[1] = min(lo[1], y); hi[1] = max(hi[1], y)
@@ -38,7 +39,7 @@ public struct SurfaceDistances {
             func at(_ x: Int, _ y: Int, _ z: Int) -> Bool {
                 // Voxels outside the bounding box are empty in both masks (DeepMind crops to it).
                 guard x >= lo[0], x <= hi[0], y >= lo[1], y <= hi[1], z >= lo[2], z <= hi[2] else { return false }
-                return mask[x + dims[0] * (y + dims[1] * z)]
+                return mask[(x * dims[1] + y) * dims[2] + z]
             }
             for cz in 0..<e[2] { for cy in 0..<e[1] { for cx in 0..<e[0] {
                 let x = lo[0] + cx, y = lo[1] + cy, z = lo[2] + cz

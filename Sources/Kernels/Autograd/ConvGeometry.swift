@@ -115,7 +115,7 @@ public struct ConvGeometry: Equatable, Sendable {
                 }
             }
         }}}
-        if let bias { y.addChannelBias(bias) }
+        if let bias { y.addBiasPerChannel(bias) }
         return y
     }
 
@@ -175,7 +175,7 @@ public struct ConvGeometry: Equatable, Sendable {
 
 extension Tensor {
     /// Adds `bias[c]` to every voxel of channel c (NC…).
-    mutating func addChannelBias(_ bias: Tensor) {
+    mutating func addBiasPerChannel(_ bias: Tensor) {
         let (n, c) = (shape[0], shape[1]), inner = count / max(1, n * c)
         precondition(bias.count == c, "bias \(bias.shape) for \(c) channels")
         let bv = bias.scalars

@@ -31,7 +31,7 @@ extension Tape {
                              stride: stride, padding: padding, inSize: outSize)
         precondition(g.outSize == Array(xt.shape[2...]), "convTranspose3d: geometry \(g) does not invert to \(xt.shape)")
         var y = g.inputGradient(weight: w, gradOutput: xt)
-        if let bias { y.addChannelBias(self[bias]) }
+        if let bias { y.addBiasPerChannel(self[bias]) }
         return append(.convTranspose3d(g), [x, weight] + (bias.map { [$0] } ?? []), y)
     }
 
