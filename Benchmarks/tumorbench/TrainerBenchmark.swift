@@ -15,6 +15,10 @@ enum TrainerBenchmark {
         AutogradParallel.threads = threads
         let host = ProcessInfo.processInfo.hostName
         print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
+        print("OpenBLAS core: \(SGEMMProbe.coreName), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
+        if SGEMMProbe.coreName == "Prescott" {
+            print("!!! OpenBLAS runs its SSE3 (Prescott) kernels: rerun with OPENBLAS_CORETYPE=SkylakeX for AVX-512 !!!")
+        }
         let peak = SGEMMProbe.gflops(m: 1024, n: 1024, k: 1024, repeats: 10)
         let shaped = SGEMMProbe.gflops(m: 32, n: 13824, k: 864, repeats: 20)
         print(String(format: "sgemm 1024³: %.1f GFLOP/s   sgemm 32×13824×864 (UNet-shaped): %.1f GFLOP/s", peak, shaped))
@@ -46,6 +50,12 @@ enum TrainerBenchmark {
             checksum += trainer.step(batch: batchSamples)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
+        Tape.profiling = true
+        Tape.profile = [:]
+        _ = trainer.step(batch: batchSamples)
+        Tape.profiling = false
+        let prof = Tape.profile.sorted { $0.value > $1.value }
+        print("one profiled step: " + prof.map { String(format: "%@ %.3f s", $0.key, $0.value) }.joined(separator: ", "))
         let med = times.sorted()[times.count / 2], fmed = fwd.sorted()[fwd.count / 2]
         print(String(format: "unet forward  batch %d %d³: median %.3f s (%d runs)  %.2f GFLOP  %.1f GFLOP/s  %.0f%% of sgemm 1024³",
                      batch, size, fmed, fwd.count, flopsFwd / 1e9, flopsFwd / fmed / 1e9, 100 * flopsFwd / fmed / 1e9 / peak))

@@ -1,3 +1,5 @@
+import Dispatch
+
 /// A handle to one value recorded on a `Tape`.
 public struct Variable: Hashable, Sendable {
     public let id: Int
@@ -36,6 +38,27 @@ public final class Tape {
     public let recording: Bool
     var nodes: [Node] = []
 
+    /// Per-op seconds (forward: time since the previous recorded op; backward: the rule), kept
+    /// when `profiling` is on; for benchmarks.
+    nonisolated(unsafe) public static var profiling = false
+    nonisolated(unsafe) public static var profile: [String: Double] = [:]
+    var lastAppend = DispatchTime.now().uptimeNanoseconds
+
+    static func kind(_ op: Op) -> String {
+        switch op {
+        case .leaf: return "leaf"
+        case .conv3d: return "conv3d"
+        case .convTranspose3d: return "convTranspose3d"
+        case .instanceNorm: return "instanceNorm"
+        case .prelu: return "prelu"
+        case .leakyReLU: return "leakyReLU"
+        case .add: return "add"
+        case .concat: return "concat"
+        case .softmax: return "softmax"
+        case .diceCE: return "diceCE"
+        }
+    }
+
     public init(recording: Bool = true) { self.recording = recording }
 
     /// A value that receives no gradient (input data).
@@ -50,6 +73,11 @@ public final class Tape {
     }
 
     func append(_ op: Op, _ inputs: [Variable], _ value: Tensor, requiresGrad: Bool? = nil) -> Variable {
+        if Tape.profiling {
+            let now = DispatchTime.now().uptimeNanoseconds
+            if case .leaf = op {} else { Tape.profile["fwd " + Tape.kind(op), default: 0] += Double(now - lastAppend) / 1e9 }
+            lastAppend = now
+        }
         let needs = requiresGrad ?? (recording && inputs.contains { nodes[$0.id].requiresGrad })
         nodes.append(Node(op: recording ? op : .leaf, inputs: recording ? inputs.map(\.id) : [],
                           value: value, requiresGrad: needs))
@@ -77,8 +105,10 @@ public final class Tape {
             if case .leaf = node.op { result[Variable(id: id)] = g; continue }
             grads[id] = nil
             let needs = node.inputs.map { nodes[$0].requiresGrad }
+            let t0 = Tape.profiling ? DispatchTime.now().uptimeNanoseconds : 0
             let inputGrads = Tape.gradients(node.op, inputs: node.inputs.map { nodes[$0].value! },
                                             output: node.value!, gradOutput: g, needs: needs)
+            if Tape.profiling { Tape.profile["bwd " + Tape.kind(node.op), default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
             for (k, input) in node.inputs.enumerated() where needs[k] {
                 guard let ig = inputGrads[k] else { continue }
                 if grads[input] == nil { grads[input] = ig } else { grads[input]!.accumulate(ig) }
