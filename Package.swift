@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "SynthesisTests", dependencies: ["Synthesis", "Imaging", "Kernels"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Kernels"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "Wire", "Kernels"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Imaging", "Kernels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,3 +11,4 @@ if arguments.first == "wire-send" { try WireSend.run(Array(arguments.dropFirst()
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
 if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
+if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }

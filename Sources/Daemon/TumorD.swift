@@ -17,6 +17,9 @@ struct TumorD: AsyncParsableCommand {
             Phantom.self,
             Synth.self,
             Model.self,
+            PredictCommand.self,
+            EvalCommand.self,
+            MetricsCommand.self,
         ]
     )
 }
