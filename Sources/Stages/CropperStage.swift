@@ -2,13 +2,13 @@ import Kernels
 import Synthesis
 import Wire
 
-/// Cuts a 96³ patch from the loader's volume with the STEP3 rule (Synthesis.OrganCropper),
-/// decides whether to synthesize (healthy scans only, probability from the config) and which
-/// tumor type, and draws the tumor mask (Synthesis.TumorGeometry). Patches not chosen leave
-/// with `synthesize = false` and pass the synthesis stages untouched.
+/// Cuts a 96³ patch from the loader's volume and plans its tumor with Synthesis's
+/// `PatchSynthesizer.plan` (the STEP3 crop rule, the synthesis decision for healthy scans, the
+/// tumor type and the tumor mask, drawn in the reference's order from the patch seed's cropper
+/// stream, exactly as `tumord synth` does). Patches not chosen leave with `synthesize = false`
+/// and pass the synthesis stages untouched.
 public final class CropperStage: PatchProcessor {
-    let organ: SynthOrgan
-    let policy: SynthesisPolicy
+    let synthesizer: PatchSynthesizer
     private var cropped: UInt64 = 0
     private var chosen: UInt64 = 0
     private var realTumorScans: UInt64 = 0
@@ -17,12 +17,12 @@ public final class CropperStage: PatchProcessor {
         guard let organ = SynthOrgan(rawValue: config.data.organ) else {
             throw ConfigError(keyPath: "data.organ", "unknown organ '\(config.data.organ)'")
         }
-        self.organ = organ
         let t = config.synthesis.tumorTypes
         let tiny = t["tiny"] ?? 0, small = t["small"] ?? 0
-        policy = SynthesisPolicy(synthesisProbability: config.synthesis.synthesizeProbability,
-                                 earlyProbability: tiny + small, mediumProbability: t["medium"] ?? 0,
-                                 largeProbability: t["large"] ?? 0, tinyShare: tiny + small > 0 ? tiny / (tiny + small) : 0.5)
+        let policy = SynthesisPolicy(synthesisProbability: config.synthesis.synthesizeProbability,
+                                     earlyProbability: tiny + small, mediumProbability: t["medium"] ?? 0,
+                                     largeProbability: t["large"] ?? 0, tinyShare: tiny + small > 0 ? tiny / (tiny + small) : 0.5)
+        synthesizer = PatchSynthesizer(organ: organ, policy: policy)
     }
 
     public func process(_ patch: PatchMessage) throws -> PatchMessage? {
@@ -32,32 +32,26 @@ public final class CropperStage: PatchProcessor {
         // The loader marks healthy (eligible) cases; a scan with real tumor voxels never is.
         let healthy = patch.synthesize && !labels.voxels.contains(2)
         if !healthy { realTumorScans += 1 }
-        var rng = PatchConventions.rng(patch, .cropper)
-        let organMask = PatchConventions.select(labels, 1)
-        let crop: CropPatch
+        let plan: PlannedPatch
         do {
-            crop = try OrganCropper(organ: organ).crop(ct: ct, label: healthy ? organMask : labels, healthy: healthy, rng: &rng)
-        } catch {
+            plan = try synthesizer.plan(ct: ct, organMask: healthy ? PatchConventions.select(labels, 1) : labels,
+                                        healthy: healthy, seed: patch.seed)
+        } catch let error as CropError {
             throw StageRejection("crop-failed", "\(error)")
+        } catch {
+            throw StageRejection("no-organ", "\(error)")
         }
         cropped += 1
         var out = patch
-        out.removePayload(Payload.label)
-        out.setPayload(Payload.ct, .float32(crop.ct))
-        out.setPayload(Payload.label, .uint8(crop.label.voxels, shape: crop.ct.shape))
-        out.patchOrigin = crop.origin
+        out.setPayload(Payload.ct, .float32(plan.patch.ct))
+        out.setPayload(Payload.label, .uint8(plan.patch.label.voxels, shape: plan.patch.ct.shape))
+        out.patchOrigin = plan.patch.origin
         out.synthesize = false
         out.tumorType = .none
-        if healthy, let size = policy.decide(healthy: true, rng: &rng) {
-            let mask: TumorMask
-            do {
-                mask = try TumorGeometry(organ: organ).generate(organMask: crop.label, sizeClass: size, rng: &rng)
-            } catch {
-                throw StageRejection("no-organ", "\(error)")
-            }
+        if let tumor = plan.tumor {
             out.synthesize = true
-            out.tumorType = WireTumorType(rawValue: size.rawValue) ?? .none
-            out.setPayload(Payload.tumorMask, .uint8(mask.mask.voxels, shape: crop.ct.shape))
+            out.tumorType = WireTumorType(rawValue: tumor.sizeClass.rawValue) ?? .none
+            out.setPayload(Payload.tumorMask, .uint8(tumor.mask.voxels, shape: plan.patch.ct.shape))
             chosen += 1
         }
         return out

@@ -7,16 +7,12 @@ import Wire
 ///   [X,Y,Z] (0 background, 1 organ, 2 real tumor); `synthesize` = the case is healthy (eligible).
 /// - cropper → …: `ct` float32 96³, `label` uint8 96³ (0/1), and when `synthesize`: `tumor_mask`
 ///   uint8 96³ and `tumorType`; `patchOrigin` = crop corner in the volume.
-/// - sampler (procedural) → blender: `ct` painted; blender → sink: `label` with tumor = 2.
+/// - encoder (diffusion) → sampler: `condition` float32 (1,9,24,24,24); sampler → blender:
+///   `latent` float32 (1,8,24,24,24), or with the procedural engine `ct` painted; blender → sink:
+///   `ct` blended, `label` with tumor = 2.
+/// Random draws follow Synthesis's per-patch streams (cropper, engine), so a patch with seed S
+/// is the patch `tumord synth --seed S` makes from the same volume.
 enum PatchConventions {
-    /// A sub-stream of the patch's generator for each stage, so every stage's draws are
-    /// reproducible from the seed in the header alone.
-    enum Stream: UInt64 { case cropper = 1, encoder = 2, sampler = 3, blender = 4 }
-
-    static func rng(_ patch: PatchMessage, _ stream: Stream) -> SynthRandom {
-        SynthRandom(seed: SynthRandom.patchSeed(run: patch.seed, index: stream.rawValue))
-    }
-
     static func ct(_ p: PatchMessage, stage: String) throws -> Tensor {
         guard let ct = p.tensor(Payload.ct), ct.rank == 3 else {
             throw StageRejection("bad-payload", "\(stage): patch \(p.patchID) has no float32 [X,Y,Z] '\(Payload.ct)' payload")

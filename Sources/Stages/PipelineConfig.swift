@@ -69,6 +69,9 @@ public struct PipelineConfig: Sendable {
                 throw ConfigError(keyPath: "\(key).input", "an input needs a fixed port: the upstream stage connects to it")
             }
         }
+        if pipeline.contains(.trainer) && stage(.trainer).replicas != 1 {
+            throw ConfigError(keyPath: "stages.trainer.replicas", "must be 1: replicas would write checkpoints over each other")
+        }
         let known = Set(pipeline)
         for name in stages.keys where !known.contains(name) {
             throw ConfigError(keyPath: "stages.\(name)", "is configured but not in pipeline \(pipeline.map(\.rawValue))")

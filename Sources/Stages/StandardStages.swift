@@ -22,7 +22,8 @@ public enum StandardStages {
         case .writer:
             return .processor { replica in try WriterStage(config: config, replica: replica) }
         case .trainer:
-            throw ConfigError(keyPath: "pipeline", "the trainer stage needs the trainer module, which this build does not include yet; end the pipeline with writer")
+            _ = try TrainerStage.validate(config)
+            return .processor { _ in try TrainerStage(config: config) }
         }
     }
 

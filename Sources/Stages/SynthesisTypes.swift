@@ -1,5 +1,6 @@
 import Synthesis
 
 // See WireTypes.swift: Synthesis's names, seen from a file that imports only Synthesis.
-typealias SynthOrgan = Organ
+// (Synthesis uses Imaging's `Organ`.)
+typealias SynthOrgan = ImagingOrgan
 typealias SynthTumorType = TumorType

@@ -75,8 +75,9 @@ final class RunCommandTests: XCTestCase {
         print("peak RSS: 15 patches \(short.peak / 1_000_000) MB, 45 patches \(long.peak / 1_000_000) MB")
         XCTAssertGreaterThan(short.peak, 0)
         // 30 more patches through a writer that takes 60 ms each: with bounded queues the peak
-        // does not grow with the count (unbounded queues would hold ~30 more patches, 160 MB).
-        XCTAssertLessThan(long.peak - short.peak, 15 * patchBytes, "peak RSS grows with the patch count")
+        // does not grow with the count (unbounded queues would hold ~30 more patches, 160 MB;
+        // allocator noise on this machine has been up to 55 MB).
+        XCTAssertLessThan(long.peak - short.peak, 20 * patchBytes, "peak RSS grows with the patch count")
         XCTAssertGreaterThan(long.loaderBlocked, 0.5, "the loader waited on the slow writer:\n\(long.stdout)")
     }
 }
