@@ -15,7 +15,9 @@ import Wire
 ///          [UInt8] values, what a stage that computes on the voxels pays.
 /// One connection carries the variants in alternating blocks of `perRun` patches (so all see the
 /// same load on a shared machine); the first round is a discarded warm-up, then `runs` rounds are
-/// timed at the receiver while the sender keeps the pipe full. Reported: the median block.
+/// timed at the receiver while the sender keeps the pipe full; the order of the variants rotates
+/// each round. Reported: the median block, its throughput relative to raw ("vs raw"), and the
+/// median over rounds of the same ratio within one round ("paired", robust to changing load).
 enum WireBenchmark {
     struct Options {
         var runs = 10
@@ -55,7 +57,8 @@ enum WireBenchmark {
               + "\(o.perRun) patches per variant after 1 warm-up round; median block")
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, libzmq \(Wire.zmqVersion)")
         print("")
-        print(pad("case", 30) + pad("variant", 11) + pad("ms/patch", 10) + pad("GB/s", 8) + pad("patches/s", 11) + "vs raw")
+        print(pad("case", 30) + pad("variant", 11) + pad("ms/patch", 10) + pad("GB/s", 8) + pad("patches/s", 11)
+              + pad("vs raw", 8) + "paired")
 
         let context = try ZMQContext()
         let senderContext = try ZMQContext()  // the tcp sender has its own I/O thread, as in another process
@@ -69,18 +72,30 @@ enum WireBenchmark {
         }
         for (name, body) in cases {
             let times = try body()
-            guard let raw = times[.raw].map(median) else { continue }
+            guard let rawTimes = times[.raw] else { continue }
+            let raw = median(rawTimes)
             for v in Variant.allCases {
-                guard let t = times[v].map(median) else { continue }
+                guard let ts = times[v] else { continue }
+                let t = median(ts)
                 let perSecond = Double(o.perRun) / t
+                // Paired: the median over rounds of raw/variant within the same round (robust to
+                // load that changes between rounds).
+                let paired = median(zip(rawTimes, ts).map { $0 / $1 })
                 print(pad(name, 30) + pad(v.rawValue, 11) + pad(f(t / Double(o.perRun) * 1000), 10)
                       + pad(f(Double(bytes) * perSecond / 1e9), 8) + pad(String(format: "%.0f", perSecond), 11)
-                      + f(raw / t))
+                      + pad(f(raw / t), 8) + f(paired))
             }
         }
     }
 
     static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+    /// The variants in the order of round `round`: rotated each round, so that no variant always
+    /// runs first (after the switch) or last.
+    static func order(_ variants: [Variant], round: Int) -> [Variant] {
+        let k = round % variants.count
+        return Array(variants[k...] + variants[..<k])
+    }
     static func f(_ x: Double) -> String { String(format: "%.3f", x) }
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 
@@ -107,8 +122,8 @@ enum WireBenchmark {
                 let buffers = rawBuffers(message)
                 var m = message
                 var k: UInt64 = 0
-                for _ in 0..<rounds {
-                    for v in variants {
+                for round in 0..<rounds {
+                    for v in order(variants, round: round) {
                         for _ in 0..<perBlock {
                             if v == .raw {
                                 try push.sendRawConstant(buffers)
@@ -142,7 +157,7 @@ enum WireBenchmark {
         var times: [Variant: [Double]] = [:]
         var checksum: Float = 0
         for round in 0...o.runs {
-            for v in variants {
+            for v in order(variants, round: round) {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 for _ in 0..<o.perRun {
                     switch v {

@@ -159,6 +159,27 @@ final class ZMQSocketTests: XCTestCase {
         XCTAssertEqual(Wire.zeroCopyFramesInFlight.bytes, before.bytes)
     }
 
+    /// The memory a blocked sender holds is bounded by the high-water marks: every tensor that
+    /// ZeroMQ accepted is retained, and nothing beyond what the HWMs let through.
+    func testZeroCopyMemoryIsBoundedByHighWaterMarks() throws {
+        let (push, pull) = try pair("inproc://bounded", sendHWM: 2, receiveHWM: 2)
+        defer { push.close(); pull.close() }
+        let before = Wire.zeroCopyFramesInFlight
+        let patch = Tensor(zeros: [96 * 96 * 96])  // 3.5 MB, zero-copy
+        var accepted = 0
+        for _ in 0..<100 {
+            guard try push.send([.bytes([0]), .tensor(patch)], mode: .dontWait) else { break }
+            accepted += 1
+        }
+        XCTAssertGreaterThanOrEqual(accepted, 2)
+        XCTAssertLessThanOrEqual(accepted, 2 * (2 + 2), "inproc queues at most about SNDHWM + RCVHWM messages")
+        let held = Wire.zeroCopyFramesInFlight
+        XCTAssertEqual(held.frames - before.frames, accepted)
+        XCTAssertEqual(held.bytes - before.bytes, accepted * patch.count * 4)
+        for _ in 0..<accepted { XCTAssertNotNil(try pull.receive()) }
+        XCTAssertEqual(Wire.zeroCopyFramesInFlight.frames, before.frames, "received and released: ZeroMQ let go of every tensor")
+    }
+
     func testFailedSendReleasesZeroCopyOwner() throws {
         let push = try ZMQSocket(context: context, type: .push)  // no peer: a PUSH blocks
         defer { push.close() }

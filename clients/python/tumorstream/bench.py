@@ -2,7 +2,7 @@
 
     python3 -m tumorstream.bench --endpoint tcp://127.0.0.1:PORT --runs 10 --per-run 32
 
-The sender alternates blocks of --per-run patches: raw blocks (three voxel frames, no header) and
+The sender alternates blocks of --per-run patches (the order rotating each round): raw blocks (three voxel frames, no header) and
 wire blocks (PatchMessage). Raw blocks are read with pyzmq recv_multipart(copy=False) and nothing
 else (the libzmq + pyzmq floor); wire blocks with tumorstream.PatchStream (header parse,
 validation, numpy views of the payload frames). The first pair is a warm-up.
@@ -36,8 +36,10 @@ def main():
         return sum(x.nbytes for x in p.arrays.values())
 
     times = {"raw": [], "client": []}
-    for _ in range(a.runs + 1):
-        for name, one in (("raw", raw), ("client", client)):
+    variants = (("raw", raw), ("client", client))
+    for r in range(a.runs + 1):
+        k = r % len(variants)  # the same rotation as the Swift sender's
+        for name, one in variants[k:] + variants[:k]:
             t0 = time.perf_counter()
             for _ in range(a.per_run):
                 one()

@@ -17,8 +17,9 @@ class PatchStream:
         slows the pipeline (backpressure) instead of losing patches.
     kind="sub":  subscribe to a stage's tap. Never slows the pipeline; drops when behind.
 
-    copy=False (default) makes the numpy arrays read-only views of the received ZeroMQ frames:
-    no copy on the Python side. Pass copy=True for writable arrays.
+    copy=False (default) makes the numpy arrays views of the received ZeroMQ frames: no copy on
+    the Python side (whether the views are writable depends on the pyzmq version; with pyzmq 27
+    they are, and the memory belongs to this message alone). copy=True gives arrays that own a copy.
     Bad messages are skipped and counted in `rejected` (by reason), the last one in `last_error`.
     Iteration stops at an end-of-stream marker (stop_at_end), after `max_patches`, or when
     nothing arrives for `timeout_ms` (None: wait forever).

@@ -1,6 +1,7 @@
 """Decoding and encoding of one patch message: frame 0 is a PatchHeader, frames 1..n the raw
 little-endian voxel payloads in header order (see proto/tumorstream.proto)."""
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
@@ -31,7 +32,7 @@ class WireError(ValueError):
 @dataclass
 class Patch:
     """One patch: its header (a PatchHeader protobuf message) and its payloads as numpy arrays.
-    Arrays received with copy=False are read-only views of the ZeroMQ frames."""
+    Arrays received with copy=False are views of the ZeroMQ frames (no copy)."""
 
     header: "schema.PatchHeader"
     arrays: Dict[str, np.ndarray] = field(default_factory=dict)
@@ -76,24 +77,26 @@ class Patch:
         return np.array(self.header.affine, dtype=np.float64).reshape(4, 4) if len(self.header.affine) == 16 else None
 
     def torch(self) -> Dict[str, "object"]:
-        """The payloads as torch tensors (needs torch). Read-only arrays are copied first, since
-        torch tensors are writable; writable arrays are shared without a copy."""
+        """The payloads as torch tensors (needs torch): writable arrays are shared without a copy,
+        read-only ones (older pyzmq) are copied first, since torch tensors are writable."""
         import torch
 
         return {k: torch.from_numpy(a if a.flags.writeable else a.copy()) for k, a in self.arrays.items()}
 
 
-def _buffer(frame):
-    """bytes-like view of a pyzmq Frame (copy=False) or a bytes object (copy=True)."""
-    return frame.buffer if hasattr(frame, "buffer") else frame
+def _frame_bytes(frame):
+    """(buffer, size) of a pyzmq Frame (copy=False), bytes (copy=True) or any buffer (tests)."""
+    buf = getattr(frame, "buffer", frame)
+    return buf, (len(frame) if isinstance(frame, (bytes, bytearray)) or hasattr(frame, "buffer") else memoryview(buf).nbytes)
 
 
 def decode(frames: Sequence) -> Patch:
     """Validates and decodes one multipart message. Raises WireError on anything unreadable."""
     if not frames:
         raise WireError("truncated", "message has no frames")
-    raw = bytes(_buffer(frames[0]))
-    if len(raw) >= 2 and raw[0] == 0x08:  # field 1 (schema_version) leads a well-formed header
+    first = frames[0]
+    raw = first.bytes if hasattr(first, "bytes") else bytes(first)
+    if len(raw) >= 2 and raw[0] == 0x08 and raw[1] != schema.SCHEMA_VERSION:  # field 1 leads the header
         version, shift = 0, 0
         for b in raw[1:11]:
             version |= (b & 0x7F) << shift
@@ -109,32 +112,36 @@ def decode(frames: Sequence) -> Patch:
         raise WireError("malformed", f"patch header ({len(raw)} bytes) does not parse: {e}") from None
     if header.schema_version != schema.SCHEMA_VERSION:
         raise WireError("wrong-version", f"patch header has schema version {header.schema_version}")
-    n = len(header.payloads)
+    descriptors = header.payloads
+    n = len(descriptors)
     if len(frames) - 1 < n:
         raise WireError("truncated", f"header lists {n} payloads, message has {len(frames) - 1} payload frames")
     if len(frames) - 1 > n:
         raise WireError("malformed", f"header lists {n} payloads, message has {len(frames) - 1} payload frames")
-    patch = Patch(header)
-    for d, frame in zip(header.payloads, frames[1:]):
-        if not d.name:
+    arrays = {}
+    for i in range(n):
+        d = descriptors[i]
+        name = d.name
+        if not name:
             raise WireError("malformed", "payload has no name")
-        if d.name in patch.arrays:
-            raise WireError("malformed", f'payload name "{d.name}" appears twice')
+        if name in arrays:
+            raise WireError("malformed", f'payload name "{name}" appears twice')
         dtype = _NUMPY_DTYPES.get(d.dtype)
         if dtype is None:
-            raise WireError("bad-payload", f"payload {d.name} has unknown dtype {d.dtype}")
-        shape = tuple(int(s) for s in d.shape)
-        need = dtype.itemsize * int(np.prod(shape, dtype=np.int64)) if shape else dtype.itemsize
+            raise WireError("bad-payload", f"payload {name} has unknown dtype {d.dtype}")
+        shape = tuple(d.shape)
+        if len(shape) > 8:
+            raise WireError("bad-payload", f"payload {name} has rank {len(shape)}, at most 8 supported")
+        need = dtype.itemsize * math.prod(shape)
         if need != d.byte_length:
-            raise WireError("bad-payload", f"payload {d.name}: shape {shape} needs {need} bytes, header says {d.byte_length}")
-        buf = _buffer(frame)
-        size = memoryview(buf).nbytes
+            raise WireError("bad-payload", f"payload {name}: shape {shape} needs {need} bytes, header says {d.byte_length}")
+        buf, size = _frame_bytes(frames[i + 1])
         if size < need:
-            raise WireError("truncated", f"payload {d.name}: frame has {size} bytes, expected {need}")
+            raise WireError("truncated", f"payload {name}: frame has {size} bytes, expected {need}")
         if size > need:
-            raise WireError("bad-payload", f"payload {d.name}: frame has {size} bytes, expected {need}")
-        patch.arrays[d.name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
-    return patch
+            raise WireError("bad-payload", f"payload {name}: frame has {size} bytes, expected {need}")
+        arrays[name] = np.ndarray(shape, dtype, buffer=buf)
+    return Patch(header, arrays)
 
 
 def encode(header: "schema.PatchHeader", arrays: Dict[str, np.ndarray]) -> List:

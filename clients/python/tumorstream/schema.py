@@ -17,7 +17,10 @@ def _load():
         pool.Add(f)
 
     def cls(name):
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName("tumorstream." + name))
+        descriptor = pool.FindMessageTypeByName("tumorstream." + name)
+        if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.21
+            return message_factory.GetMessageClass(descriptor)
+        return message_factory.MessageFactory(pool).GetPrototype(descriptor)  # older runtimes
 
     enums = {name: pool.FindEnumTypeByName("tumorstream." + name) for name in ("DType", "Organ", "TumorType")}
     return pool, cls, enums
