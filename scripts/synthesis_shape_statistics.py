@@ -6,24 +6,8 @@ Needs elasticdeform (numpy<2). Output on this machine (300 draws, 20 for large):
   medium min 0.135 q10 0.492 median 0.877 q90 1.366 max 2.101
   large  min 0.535 q10 0.628 median 0.819 q90 1.155 max 1.699
 """
-def get_ellipsoid(x, y, z):
-    # The reference's construction (DiffTumor STEP3 TumorGeneration/utils.py), re-typed.
-    sh = (4 * x, 4 * y, 4 * z)
-    out = np.zeros(sh, int)
-    aux = np.zeros(sh)
-    radii = np.array([x, y, z])
-    com = np.array([2 * x, 2 * y, 2 * z])
-    bboxl = np.floor(com - radii).clip(0, None).astype(int)
-    bboxh = (np.ceil(com + radii) + 1).clip(None, sh).astype(int)
-    roi = out[tuple(map(slice, bboxl, bboxh))]
-    roiaux = aux[tuple(map(slice, bboxl, bboxh))]
-    logrid = *map(np.square, np.ogrid[tuple(map(slice, (bboxl - com) / radii, (bboxh - com - 1) / radii, 1j * (bboxh - bboxl)))]),
-    dst = (1 - sum(logrid)).clip(0, None)
-    mask = dst > roiaux
-    roi[mask] = 1
-    np.copyto(roiaux, dst, where=mask)
-    return out
 import numpy as np, elasticdeform, random
+from synthesis_reference import get_ellipsoid
 np.random.seed(0); random.seed(0)
 for name,(lo,hi),sig in [('tiny',(3,5),lambda: random.uniform(0.5,1)),('small',(6,10),lambda: random.randint(1,2)),('medium',(12,20),lambda: random.randint(3,6)),('large',(24,64),lambda: random.randint(5,10))]:
     ratios=[]

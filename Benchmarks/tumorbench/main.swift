@@ -12,3 +12,4 @@ print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (arg
 if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
+if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }

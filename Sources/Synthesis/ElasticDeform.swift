@@ -17,16 +17,26 @@ public enum ElasticDeform {
     /// displaces along `axes.0`, component 1 along `axes.1` (both in voxels).
     public static func deformGrid(_ input: MaskGrid, displacement: [Double], points: Int,
                                   axes: (Int, Int)) -> MaskGrid {
+        guard let bbox = input.boundingBox else { return MaskGrid(zeros: input.size) }
+        return deformGrid(input, displacement: displacement, points: points, axes: axes, nonzeroBox: bbox).mask
+    }
+
+    /// The same with the input's non-zero bounding box given (inclusive), so only output lines
+    /// whose source falls in the box are visited and only the box's extent along the carried
+    /// axis is copied; returns the output and its bounding box (nil when empty).
+    static func deformGrid(_ input: MaskGrid, displacement: [Double], points: Int, axes: (Int, Int),
+                           nonzeroBox box: (min: [Int], max: [Int])) -> (mask: MaskGrid, box: (min: [Int], max: [Int])?) {
         precondition(axes.0 < axes.1 && axes.0 >= 0 && axes.1 <= 2, "axes must be a sorted pair of 0...2, got \(axes)")
         precondition(displacement.count == 2 * points * points,
                      "displacement must have shape (2, \(points), \(points)), got \(displacement.count) values")
         let size = input.size
         let strides = [size.y * size.z, size.z, 1]
         let axisC = 3 - axes.0 - axes.1
-        let na = size[axes.0], nb = size[axes.1], nc = size[axisC]
+        let na = size[axes.0], nb = size[axes.1]
         let sa = strides[axes.0], sb = strides[axes.1], sc = strides[axisC]
         var out = MaskGrid(zeros: size)
-        if size.count == 0 { return out }
+        if size.count == 0 { return (out, nil) }
+        var outLo = [Int.max, Int.max, Int.max], outHi = [-1, -1, -1]
 
         // Prefilter: cubic B-spline coefficients along grid axis 1, then grid axis 2.
         var coeff = displacement
@@ -70,13 +80,26 @@ public enum ElasticDeform {
                         // Constant mode: coordinates outside [0, n-1] read cval = 0.
                         guard ca >= 0, ca <= Double(na - 1), cb >= 0, cb <= Double(nb - 1) else { continue }
                         let pa = Int((ca + 0.5).rounded(.down)), pb = Int((cb + 0.5).rounded(.down))
+                        guard pa >= box.min[axes.0], pa <= box.max[axes.0], pb >= box.min[axes.1], pb <= box.max[axes.1] else { continue }
                         let from = pa * sa + pb * sb, to = ia * sa + ib * sb
-                        for ic in 0..<nc { dst[to + ic * sc] = src[from + ic * sc] }
+                        var any = false
+                        for ic in box.min[axisC]...box.max[axisC] {
+                            let v = src[from + ic * sc]
+                            dst[to + ic * sc] = v
+                            if v != 0 { any = true }
+                        }
+                        if any {
+                            outLo[axes.0] = min(outLo[axes.0], ia); outHi[axes.0] = max(outHi[axes.0], ia)
+                            outLo[axes.1] = min(outLo[axes.1], ib); outHi[axes.1] = max(outHi[axes.1], ib)
+                        }
                     }
                 }
             }
         }
-        return out
+        if outHi[axes.0] < 0 { return (out, nil) }
+        // The carried axis keeps its coordinates: its extent is at most the input's.
+        outLo[axisC] = box.min[axisC]; outHi[axisC] = box.max[axisC]
+        return (out, (outLo, outHi))
     }
 
     /// Cubic B-spline interpolation coefficients of `f` with mirror-symmetric extension

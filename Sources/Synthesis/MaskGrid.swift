@@ -20,7 +20,13 @@ public struct MaskGrid: Equatable, Sendable {
     }
 
     /// Number of non-zero voxels.
-    public var nonzeroCount: Int { voxels.reduce(0) { $0 + ($1 != 0 ? 1 : 0) } }
+    public var nonzeroCount: Int {
+        voxels.withUnsafeBufferPointer { v in
+            var n = 0
+            for b in v where b != 0 { n += 1 }
+            return n
+        }
+    }
 
     /// Inclusive bounding box (min, max) of the non-zero voxels per axis, nil when empty.
     public var boundingBox: (min: [Int], max: [Int])? {

@@ -22,6 +22,16 @@ public struct CropPatch {
     }
 }
 
+/// A volume prepared for cropping (`OrganCropper.prepare`): padded to the patch size, with its
+/// foreground voxel list.
+public struct CropSource {
+    public let ct: Tensor
+    public let label: MaskGrid
+    public let padBefore: [Int]
+    let foreground: [Int32]
+    let backgroundCount: Int
+}
+
 public struct CropError: Error, CustomStringConvertible {
     public var description: String
 }
@@ -66,6 +76,12 @@ public struct OrganCropper {
     /// Crops `ct` ([X,Y,Z], values in [0,1]) and its binary organ `label` (same grid).
     /// `healthy` applies the foreground retry rule; otherwise the first crop is kept.
     public func crop(ct: Tensor, label: MaskGrid, healthy: Bool, rng: inout SynthRandom) throws -> CropPatch {
+        try crop(try prepare(ct: ct, label: label), healthy: healthy, rng: &rng)
+    }
+
+    /// The per-volume work of cropping (padding, the foreground voxel list), done once so that
+    /// several crops of one volume only pay for the crops themselves.
+    public func prepare(ct: Tensor, label: MaskGrid) throws -> CropSource {
         guard ct.shape == label.size.dims else {
             throw CropError(description: "cropper: CT shape \(ct.shape) and label grid \(label.size) differ")
         }
@@ -75,24 +91,33 @@ public struct OrganCropper {
         var foreground: [Int32] = []
         var backgroundCount = 0
         padded.withUnsafeBufferPointer { img in
-            for i in 0..<size.count where img[i] > 0 {
-                if paddedLabel.voxels[i] > 0 { foreground.append(Int32(i)) } else { backgroundCount += 1 }
+            paddedLabel.voxels.withUnsafeBufferPointer { lab in
+                for i in 0..<size.count where img[i] > 0 {
+                    if lab[i] > 0 { foreground.append(Int32(i)) } else { backgroundCount += 1 }
+                }
             }
         }
         guard !foreground.isEmpty || backgroundCount > 0 else {
             throw CropError(description: "cropper: no voxel of the \(size) volume is above the image threshold 0; cannot pick a crop centre")
         }
+        return CropSource(ct: padded, label: paddedLabel, padBefore: padBefore, foreground: foreground, backgroundCount: backgroundCount)
+    }
+
+    /// One crop of a prepared volume.
+    public func crop(_ source: CropSource, healthy: Bool, rng: inout SynthRandom) throws -> CropPatch {
+        let size = source.label.size
+        let foreground = source.foreground
         var attempt = 0
         while true {
             attempt += 1
             let usePositive: Bool
             let coin = rng.uniform() < positiveFraction
-            if foreground.isEmpty { usePositive = false } else if backgroundCount == 0 { usePositive = true } else { usePositive = coin }
+            if foreground.isEmpty { usePositive = false } else if source.backgroundCount == 0 { usePositive = true } else { usePositive = coin }
             var flat: Int
             if usePositive {
                 flat = Int(foreground[rng.index(foreground.count)])
             } else {
-                repeat { flat = rng.index(size.count) } while !(paddedLabel.voxels[flat] == 0 && padded[flat: flat] > 0)
+                repeat { flat = rng.index(size.count) } while !(source.label.voxels[flat] == 0 && source.ct[flat: flat] > 0)
             }
             let c = [flat / (size.y * size.z), (flat / size.z) % size.y, flat % size.z]
             let half = patchSize / 2
@@ -101,12 +126,12 @@ public struct OrganCropper {
                 let centre = min(max(c[axis], half), validEnd - 1)
                 return centre - half
             }
-            let patchLabel = paddedLabel.cropped(from: start, to: start.map { $0 + patchSize })
+            let patchLabel = source.label.cropped(from: start, to: start.map { $0 + patchSize })
             let fg = patchLabel.nonzeroCount
             if !healthy || foregroundRadius == nil || OrganCropper.accepts(attempt: attempt, count: fg, radius: foregroundRadius!) {
-                let patchCT = OrganCropper.cropTensor(padded, size: size, start: start, edge: patchSize)
+                let patchCT = OrganCropper.cropTensor(source.ct, size: size, start: start, edge: patchSize)
                 return CropPatch(ct: patchCT, label: patchLabel,
-                                 origin: (0..<3).map { start[$0] - padBefore[$0] },
+                                 origin: (0..<3).map { start[$0] - source.padBefore[$0] },
                                  foregroundCount: fg, attempts: attempt)
             }
         }

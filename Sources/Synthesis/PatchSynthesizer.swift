@@ -55,9 +55,21 @@ public struct PatchSynthesizer {
     /// draws, then the geometry.
     public func plan(ct: Tensor, organMask: MaskGrid, healthy: Bool, seed: UInt64,
                      forced: TumorSizeClass?? = nil) throws -> PlannedPatch {
+        try plan(source: try prepare(ct: ct, organMask: organMask), healthy: healthy, seed: seed, forced: forced)
+    }
+
+    /// The per-volume part of cropping; reuse it for several patches of one volume.
+    public func prepare(ct: Tensor, organMask: MaskGrid) throws -> CropSource {
+        try cropper.prepare(ct: ct, label: organMask)
+    }
+
+    public var cropper: OrganCropper { OrganCropper(foregroundRadius: organ.foregroundRadius, patchSize: patchSize) }
+
+    /// `plan` on a prepared volume.
+    public func plan(source: CropSource, healthy: Bool, seed: UInt64,
+                     forced: TumorSizeClass?? = nil) throws -> PlannedPatch {
         var rng = SynthRandom(seed: seed, stream: .cropper)
-        let cropper = OrganCropper(foregroundRadius: organ.foregroundRadius, patchSize: patchSize)
-        let patch = try cropper.crop(ct: ct, label: organMask, healthy: healthy, rng: &rng)
+        let patch = try cropper.crop(source, healthy: healthy, rng: &rng)
         let sizeClass: TumorSizeClass?
         switch forced {
         case .none: sizeClass = policy.decide(healthy: healthy, rng: &rng)

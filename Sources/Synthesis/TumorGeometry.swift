@@ -92,9 +92,14 @@ public struct TumorGeometry {
     /// (points 3, order 0) on axis pairs (0,1), (1,2), (0,2) with the same sigma.
     public static func deformedEllipsoid(radii r: [Int], sigma: Double, rng: inout SynthRandom) -> MaskGrid {
         var geo = MaskGrid.ellipsoid(r[0], r[1], r[2])
-        geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 1), sigma: sigma, rng: &rng)
-        geo = ElasticDeform.deformRandomGrid(geo, axes: (1, 2), sigma: sigma, rng: &rng)
-        geo = ElasticDeform.deformRandomGrid(geo, axes: (0, 2), sigma: sigma, rng: &rng)
+        // The ellipsoid fills [r, 3r] of its (4r) box; each deformation reports its output box.
+        var box: (min: [Int], max: [Int])? = (r, r.map { 3 * $0 })
+        for axes in [(0, 1), (1, 2), (0, 2)] {
+            var displacement = [Double](repeating: 0, count: 18)
+            for i in 0..<18 { displacement[i] = rng.normal() * sigma }
+            guard let b = box else { continue }   // empty: the draws are still made, in order
+            (geo, box) = ElasticDeform.deformGrid(geo, displacement: displacement, points: 3, axes: axes, nonzeroBox: b)
+        }
         return geo
     }
 
@@ -152,9 +157,14 @@ extension MaskGrid {
     func cropped(from lo: [Int], to hi: [Int]) -> MaskGrid {
         let s = GridSize(max(0, hi[0] - lo[0]), max(0, hi[1] - lo[1]), max(0, hi[2] - lo[2]))
         var out = MaskGrid(zeros: s)
-        for x in 0..<s.x { for y in 0..<s.y { for z in 0..<s.z {
-            out.voxels[s.index(x, y, z)] = self[lo[0] + x, lo[1] + y, lo[2] + z]
-        } } }
+        voxels.withUnsafeBufferPointer { src in
+            out.voxels.withUnsafeMutableBufferPointer { dst in
+                for x in 0..<s.x { for y in 0..<s.y {
+                    let from = size.index(lo[0] + x, lo[1] + y, lo[2]), to = s.index(x, y, 0)
+                    for z in 0..<s.z { dst[to + z] = src[from + z] }
+                } }
+            }
+        }
         return out
     }
 }

@@ -40,7 +40,7 @@ final class ConfigLoaderTests: XCTestCase {
     }
 
     func testShippedConfigsAreValid() throws {
-        for name in ["default", "cluster", "difftumor"] {
+        for name in ["default", "cluster", "difftumor", "train"] {
             let path = Self.packageRoot.appendingPathComponent("conf/\(name).yaml").path
             let r = try TumordBinary.run(["check-config", "--config", path])
             XCTAssertEqual(r.status, 0, "\(name): \(r.stderr)")

@@ -43,6 +43,23 @@ final class OrganCropperTests: XCTestCase {
         XCTAssertGreaterThan(Set(origins).count, 6, "crops vary with the seed")
     }
 
+    /// A prepared volume crops exactly like the one-shot call with the same seed.
+    func testPreparedSourceCropsTheSame() throws {
+        let size = GridSize(130, 110, 100)
+        let organ = TestOrgans.ellipsoid(size: size, center: [60, 50, 50], radii: [30, 25, 20])
+        let ct = TestOrgans.ct(for: organ)
+        let cropper = OrganCropper(organ: .pancreas)
+        let source = try cropper.prepare(ct: ct, label: organ)
+        for seed in 0..<UInt64(5) {
+            var a = SynthRandom(seed: seed), b = SynthRandom(seed: seed)
+            let p = try cropper.crop(ct: ct, label: organ, healthy: true, rng: &a)
+            let q = try cropper.crop(source, healthy: true, rng: &b)
+            XCTAssertEqual(p.origin, q.origin)
+            XCTAssertEqual(p.label, q.label)
+            XCTAssertEqual(p.ct.scalars, q.ct.scalars)
+        }
+    }
+
     /// Padding to 96 is symmetric, CT with each line's minimum (numpy 'minimum'), labels 0.
     func testPaddingSmallVolume() throws {
         let size = GridSize(100, 50, 96)

@@ -47,6 +47,23 @@ final class ProceduralEngineTests: XCTestCase {
         XCTAssertTrue(ProceduralTexture.sigmaAChoices.contains(t.sigmaA) && ProceduralTexture.sigmaBChoices.contains(t.sigmaB))
     }
 
+    /// Against the reference texture (`get_predefined_texture` rule evaluated with numpy on a
+    /// 200³ grid, scale 0.2, base 0.05, u0 0.525): mean 0.525 / 0.520 / 0.510 and standard
+    /// deviation 0.036 / 0.069 / 0.069 for (σa, σb) = (3, 4), (15, 7), (9, 4). The texture drawn per
+    /// region must land near those: mean within 0.04, standard deviation within a factor 2.
+    func testTextureMatchesReferenceStatistics() {
+        for (sa, sb, refMean, refStd) in [(3.0, 4.0, 0.525, 0.036), (15.0, 7.0, 0.520, 0.069), (9.0, 4.0, 0.510, 0.069)] {
+            var rng = SynthRandom(seed: 21)
+            var t = ProceduralTexture(rng: &rng)
+            t.sigmaA = sa; t.sigmaB = sb; t.scale = 0.2; t.base = 0.05; t.u0 = 0.525
+            let tex = t.render(size: GridSize(72, 72, 72), rng: &rng).map(Double.init)
+            let mean = tex.reduce(0, +) / Double(tex.count)
+            let std = (tex.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(tex.count)).squareRoot()
+            XCTAssertEqual(mean, refMean, accuracy: 0.04, "σa \(sa) σb \(sb)")
+            XCTAssertTrue(std > refStd / 2 && std < refStd * 2, "σa \(sa) σb \(sb): std \(std) vs \(refStd)")
+        }
+    }
+
     /// Same seed, same bytes; another seed, another tumor.
     func testSameSeedSameBytes() throws {
         let (s, a) = try planned(seed: 9)

@@ -1,5 +1,6 @@
 import XCTest
 import Synthesis
+import Kernels
 
 /// Gaussian filter, ellipsoid and elastic deformation against values computed by scipy and
 /// elasticdeform (scripts/synthesis_reference.py → ReferenceValues.swift).
@@ -41,6 +42,22 @@ final class ReferenceLibraryTests: XCTestCase {
             let mismatches = zip(out.voxels, expected).filter { $0 != $1 }.count
             XCTAssertEqual(mismatches, 0, "radii \(c.radii) axes \(c.axes): \(mismatches) voxels differ")
             XCTAssertNotEqual(out.voxels, e.voxels, "the deformation must change the mask")
+        }
+    }
+}
+
+/// The Synthesis module's row-wise Gaussian filter against the Kernels module's
+/// `Tensor.gaussianFilter` (both scipy semantics; Synthesis keeps its own for speed, see
+/// Benchmarks/results/synthesis.md).
+final class GaussianAgreementTests: XCTestCase {
+    func testAgreesWithKernels() {
+        var rng = SynthRandom(seed: 3)
+        let size = GridSize(23, 17, 29)
+        let values = (0..<size.count).map { _ in rng.uniformFloat() }
+        for sigma in [0.7, 2.0, 4.0] {
+            let ours = GaussianBlur.filter(values, size: size, sigma: sigma)
+            let theirs = Tensor(shape: size.dims, data: values).gaussianFilter(sigma: [sigma, sigma, sigma]).scalars
+            XCTAssertLessThan(zip(ours, theirs).map { abs($0 - $1) }.max()!, 1e-6, "sigma \(sigma)")
         }
     }
 }
