@@ -62,20 +62,24 @@ public enum AttentionOps {
         let hidden = heads * dimHead
         let scale = Float(1) / Float(dimHead).squareRoot()
         NetworkOps.parallelFor(groups) { range in
+            // q (T × dh, scaled, rotated), kᵀ (dh × Tp, rotated, zero-padded to a multiple of 8), v (T × dh).
+            let Tp = (T + 7) / 8 * 8
             let q = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
-            let k = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
+            let kT = UnsafeMutablePointer<Float>.allocate(capacity: dimHead * Tp)
             let v = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
-            let sim = UnsafeMutablePointer<Float>.allocate(capacity: T * T)
-            let o = UnsafeMutablePointer<Float>.allocate(capacity: dimHead)
-            defer { q.deallocate(); k.deallocate(); v.deallocate(); sim.deallocate(); o.deallocate() }
-            let (qb, kb, vb, simb, ob) = (q, k, v, sim, o)
+            let sim = UnsafeMutablePointer<Float>.allocate(capacity: Tp)
+            let krow = UnsafeMutablePointer<Float>.allocate(capacity: dimHead)
+            defer { q.deallocate(); kT.deallocate(); v.deallocate(); sim.deallocate(); krow.deallocate() }
+            kT.initialize(repeating: 0, count: dimHead * Tp)
+            let simRaw = UnsafeMutableRawPointer(sim), kRaw = UnsafeRawPointer(kT), vRaw = UnsafeRawPointer(v)
+            let vec = dimHead % 8 == 0
             for g in range {
                 for h in 0..<heads {
                     for t in 0..<T {
                         let row = qkvT + (g * groupStride + t * tokenStride) * 3 * hidden + h * dimHead
                         for d in 0..<dimHead {
                             q[t * dimHead + d] = row[d] * scale
-                            k[t * dimHead + d] = row[hidden + d]
+                            krow[d] = row[hidden + d]
                             v[t * dimHead + d] = row[2 * hidden + d]
                         }
                         if let r = rotary {
@@ -84,28 +88,47 @@ public enum AttentionOps {
                                 let q0 = q[t * dimHead + 2 * i], q1 = q[t * dimHead + 2 * i + 1]
                                 q[t * dimHead + 2 * i] = q0 * c + (-q1) * s
                                 q[t * dimHead + 2 * i + 1] = q1 * c + q0 * s
-                                let k0 = k[t * dimHead + 2 * i], k1 = k[t * dimHead + 2 * i + 1]
-                                k[t * dimHead + 2 * i] = k0 * c + (-k1) * s
-                                k[t * dimHead + 2 * i + 1] = k1 * c + k0 * s
+                                let k0 = krow[2 * i], k1 = krow[2 * i + 1]
+                                krow[2 * i] = k0 * c + (-k1) * s
+                                krow[2 * i + 1] = k1 * c + k0 * s
                             }
                         }
+                        for d in 0..<dimHead { kT[d * Tp + t] = krow[d] }
                     }
                     for i in 0..<T {
+                        // sim[j] = q_i · k_j, eight keys per SIMD lane group.
+                        var jb = 0
+                        while jb < Tp {
+                            var acc = SIMD8<Float>.zero
+                            for d in 0..<dimHead {
+                                acc += q[i * dimHead + d] * kRaw.loadUnaligned(fromByteOffset: 4 * (d * Tp + jb), as: SIMD8<Float>.self)
+                            }
+                            simRaw.storeBytes(of: acc, toByteOffset: 4 * jb, as: SIMD8<Float>.self)
+                            jb += 8
+                        }
                         var mx = -Float.infinity
                         for j in 0..<T {
-                            var s = dot(qb + i * dimHead, kb + j * dimHead, dimHead)
-                            if let bias { s += bias[(h * T + i) * T + j] }
-                            sim[i * T + j] = s
-                            mx = max(mx, s)
+                            if let bias { sim[j] += bias[(h * T + i) * T + j] }
+                            mx = max(mx, sim[j])
                         }
-                        let sum = expInPlace(simb + i * T, T, subtract: mx)
-                        let inv = 1 / sum
-                        for d in 0..<dimHead { o[d] = 0 }
-                        for j in 0..<T {
-                            axpy(sim[i * T + j] * inv, vb + j * dimHead, ob, dimHead)
-                        }
+                        let inv = 1 / expInPlace(sim, T, subtract: mx)
                         let orow = out + (g * groupStride + i * tokenStride) * hidden + h * dimHead
-                        for d in 0..<dimHead { orow[d] = o[d] }
+                        if vec {
+                            let oRaw = UnsafeMutableRawPointer(orow)
+                            var c = 0
+                            while c < dimHead {
+                                var acc = SIMD8<Float>.zero
+                                for j in 0..<T { acc += (sim[j] * inv) * vRaw.loadUnaligned(fromByteOffset: 4 * (j * dimHead + c), as: SIMD8<Float>.self) }
+                                oRaw.storeBytes(of: acc, toByteOffset: 4 * c, as: SIMD8<Float>.self)
+                                c += 8
+                            }
+                        } else {
+                            for d in 0..<dimHead {
+                                var acc: Float = 0
+                                for j in 0..<T { acc += sim[j] * inv * v[j * dimHead + d] }
+                                orow[d] = acc
+                            }
+                        }
                     }
                 }
             }
@@ -121,29 +144,32 @@ public enum AttentionOps {
         let scale = Float(1) / Float(dimHead).squareRoot()
         NetworkOps.parallelFor(F * heads) { range in
             var ctx = [Float](repeating: 0, count: dimHead * dimHead)
-            var colMax = [Float](repeating: 0, count: P), colSum = colMax
+            let colMax = UnsafeMutablePointer<Float>.allocate(capacity: P)
+            let colSum = UnsafeMutablePointer<Float>.allocate(capacity: P)
+            defer { colMax.deallocate(); colSum.deallocate() }
             for task in range {
                 let f = task / heads, h = task % heads
                 let q = qkv + (h * dimHead) * N + f * P
                 let k = qkv + (hidden + h * dimHead) * N + f * P
                 let v = qkv + (2 * hidden + h * dimHead) * N + f * P
-                // q: softmax over d for each position.
-                for n in 0..<P { colMax[n] = -Float.infinity; colSum[n] = 0 }
-                for d in 0..<dimHead { let r = q + d * N; for n in 0..<P { colMax[n] = max(colMax[n], r[n]) } }
+                // q: softmax over the dimHead features at each position, then × scale.
+                colMax.update(from: q, count: P)
+                for d in 1..<dimHead { vmax(colMax, q + d * N, P) }
+                colSum.update(repeating: 0, count: P)
                 for d in 0..<dimHead {
                     let r = q + d * N
-                    colMax.withUnsafeBufferPointer { cm in _ = expInPlace(r, P, subtract: 0, minus: cm.baseAddress!) }
-                    for n in 0..<P { colSum[n] += r[n] }
+                    _ = expInPlace(r, P, subtract: 0, minus: colMax)
+                    vadd(colSum, r, P)
                 }
-                for d in 0..<dimHead { let r = q + d * N; for n in 0..<P { r[n] = r[n] / colSum[n] * scale } }
+                for n in 0..<P { colSum[n] = scale / colSum[n] }
+                for d in 0..<dimHead { vmul(q + d * N, colSum, P) }
                 // k: softmax over positions for each feature.
                 for d in 0..<dimHead {
                     let r = k + d * N
                     var mx = -Float.infinity
                     for n in 0..<P { mx = max(mx, r[n]) }
-                    let s = expInPlace(r, P, subtract: mx)
-                    let inv = 1 / s
-                    for n in 0..<P { r[n] *= inv }
+                    let inv = 1 / expInPlace(r, P, subtract: mx)
+                    vscale(r, inv, P)
                 }
                 // context[d][e] = Σ_n k[d][n] v[e][n]
                 for d in 0..<dimHead {
@@ -154,11 +180,49 @@ public enum AttentionOps {
                 // out[e][n] = Σ_d context[d][e] q[d][n]
                 for e in 0..<dimHead {
                     let orow = out + (h * dimHead + e) * N + f * P
-                    for n in 0..<P { orow[n] = 0 }
+                    orow.update(repeating: 0, count: P)
                     for d in 0..<dimHead { axpy(ctx[d * dimHead + e], q + d * N, orow, P) }
                 }
             }
         }
+    }
+
+    @inline(__always)
+    static func vmax(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        while i + 8 <= n {
+            let a = ry.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self), b = rx.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            ry.storeBytes(of: a.replacing(with: b, where: b .> a), toByteOffset: 4 * i, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] = max(y[i], x[i]); i += 1 }
+    }
+
+    @inline(__always)
+    static func vadd(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) { axpy(1, x, y, n) }
+
+    @inline(__always)
+    static func vmul(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        while i + 8 <= n {
+            let v = ry.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * rx.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            ry.storeBytes(of: v, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] *= x[i]; i += 1 }
+    }
+
+    @inline(__always)
+    static func vscale(_ y: UnsafeMutablePointer<Float>, _ s: Float, _ n: Int) {
+        var i = 0
+        let ry = UnsafeMutableRawPointer(y)
+        while i + 8 <= n {
+            ry.storeBytes(of: ry.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) * s, toByteOffset: 4 * i, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] *= s; i += 1 }
     }
 
     /// p[i] = exp(p[i] − subtract − minus[i]) (minus optional); returns the sum.

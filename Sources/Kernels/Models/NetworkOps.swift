@@ -42,11 +42,13 @@ public enum NetworkOps {
         let plane = Ho * Wo
         let pointwise = kd == 1 && kh == 1 && kw == 1 && stride == [1, 1, 1] && padFront == [0, 0, 0] && pb == [0, 0, 0]
         let nz = pointwise ? Do : max(1, min(Do, (8 << 20) / max(1, K * plane)))
-        var cols = [Float](repeating: 0, count: pointwise ? 0 : K * nz * plane)
+        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pointwise ? 1 : K * nz * plane)
+        defer { colsBuffer.deallocate() }
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in
-                    cols.withUnsafeMutableBufferPointer { cp in
+                    do {
+                        let cp = colsBuffer
                         for b in 0..<B {
                             let src = xp.baseAddress! + b * C * D * H * W
                             let dst = op.baseAddress! + b * Co * Do * plane
@@ -132,11 +134,13 @@ public enum NetworkOps {
         let M = Co * kd * kh * kw
         let plane = H * W
         let nz = max(1, min(D, (8 << 20) / max(1, M * plane)))
-        var cols = [Float](repeating: 0, count: M * nz * plane)
+        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: M * nz * plane)
+        defer { colsBuffer.deallocate() }
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in
-                    cols.withUnsafeMutableBufferPointer { cp in
+                    do {
+                        let cp = colsBuffer
                         for b in 0..<B {
                             let src = xp.baseAddress! + b * C * D * plane
                             let dst = op.baseAddress! + b * Co * Do * Ho * Wo
