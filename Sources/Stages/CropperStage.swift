@@ -9,6 +9,11 @@ import Wire
 /// and pass the synthesis stages untouched.
 public final class CropperStage: PatchProcessor {
     let synthesizer: PatchSynthesizer
+    /// The last prepared volume: consecutive patches of one case (`data.patches_per_case`) reuse
+    /// it instead of copying and scanning the volume again. Keyed by case, shape and a sampled
+    /// fingerprint of the received bytes, so a different volume is never mistaken for it.
+    private var prepared: (key: String, fingerprint: UInt64, healthy: Bool, source: CropSource)?
+    private var reused: UInt64 = 0
     private var cropped: UInt64 = 0
     private var chosen: UInt64 = 0
     private var realTumorScans: UInt64 = 0
@@ -26,16 +31,31 @@ public final class CropperStage: PatchProcessor {
     }
 
     public func process(_ patch: PatchMessage) throws -> PatchMessage? {
-        let ct = try PatchConventions.ct(patch, stage: "cropper")
-        let labels = try PatchConventions.grid(patch, Payload.label, like: ct, stage: "cropper")
-        try PatchConventions.checkFinite(ct, patch, stage: "cropper")
-        // The loader marks healthy (eligible) cases; a scan with real tumor voxels never is.
-        let healthy = patch.synthesize && !labels.voxels.contains(2)
+        let key = "\(patch.sourceCase)|\(patch.volumeShape)|\(patch.synthesize)"
+        let fingerprint = PatchConventions.fingerprint(patch, [Payload.ct, Payload.label])
+        let source: CropSource
+        let healthy: Bool
+        if let p = prepared, p.key == key, p.fingerprint == fingerprint {
+            source = p.source
+            healthy = p.healthy
+            reused += 1
+        } else {
+            let ct = try PatchConventions.ct(patch, stage: "cropper")
+            let labels = try PatchConventions.grid(patch, Payload.label, like: ct, stage: "cropper")
+            try PatchConventions.checkFinite(ct, patch, stage: "cropper")
+            // The loader marks healthy (eligible) cases; a scan with real tumor voxels never is.
+            healthy = patch.synthesize && !labels.voxels.contains(2)
+            do {
+                source = try synthesizer.prepare(ct: ct, organMask: healthy ? PatchConventions.select(labels, 1) : labels)
+            } catch {
+                throw StageRejection("crop-failed", "\(error)")
+            }
+            prepared = (key, fingerprint, healthy, source)
+        }
         if !healthy { realTumorScans += 1 }
         let plan: PlannedPatch
         do {
-            plan = try synthesizer.plan(ct: ct, organMask: healthy ? PatchConventions.select(labels, 1) : labels,
-                                        healthy: healthy, seed: patch.seed)
+            plan = try synthesizer.plan(source: source, healthy: healthy, seed: patch.seed)
         } catch let error as CropError {
             throw StageRejection("crop-failed", "\(error)")
         } catch {
@@ -58,6 +78,7 @@ public final class CropperStage: PatchProcessor {
     }
 
     public func counters() -> [(name: String, value: UInt64)] {
-        [("cropped", cropped), ("chosen_for_synthesis", chosen), ("real_tumor_scans", realTumorScans)]
+        [("cropped", cropped), ("chosen_for_synthesis", chosen), ("real_tumor_scans", realTumorScans),
+         ("volumes_reused", reused)]
     }
 }

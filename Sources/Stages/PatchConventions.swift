@@ -32,6 +32,27 @@ enum PatchConventions {
         MaskGrid(size: grid.size, voxels: grid.voxels.map { $0 == value ? 1 : 0 })
     }
 
+    /// A cheap fingerprint of payloads (FNV-1a over their sizes and every 1021st byte), read in
+    /// place from received frames: tells whether a volume is the one seen before.
+    static func fingerprint(_ p: PatchMessage, _ names: [String]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        func visit(_ raw: UnsafeRawBufferPointer) {
+            for shift in stride(from: 0, to: 64, by: 8) { mix(UInt8(truncatingIfNeeded: raw.count >> shift)) }
+            var i = 0
+            while i < raw.count { mix(raw[i]); i += 1021 }
+        }
+        for name in names {
+            switch p.payload(name) {
+            case .received(let r)?: r.withUnsafeBytes(visit)
+            case .float32(let t)?: t.withUnsafeBufferPointer { visit(UnsafeRawBufferPointer($0)) }
+            case .uint8(let b, _)?, .raw(let b, _, _)?: b.withUnsafeBytes(visit)
+            case nil: mix(0xFF)
+            }
+        }
+        return h
+    }
+
     static func checkFinite(_ t: Tensor, _ p: PatchMessage, stage: String) throws {
         let bad = t.withUnsafeBufferPointer { b in b.contains { !$0.isFinite } }
         if bad { throw StageRejection("nan-voxels", "\(stage): patch \(p.patchID) from \(p.sourceCase) has NaN or infinite CT voxels") }

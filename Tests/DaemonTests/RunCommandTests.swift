@@ -28,6 +28,7 @@ final class RunCommandTests: XCTestCase {
         XCTAssertGreaterThan(chosen, 0, "some patches synthesized (p=0.5): \(p.stdout)")
         XCTAssertLessThan(chosen, 20, "some patches left healthy (p=0.5): \(p.stdout)")
         XCTAssertEqual(Summary.int(p.summary("sampler"), "synthesized"), chosen)
+        XCTAssertGreaterThan(Summary.int(cropper, "volumes_reused") ?? 0, 0, "consecutive patches of a case reuse its prepared volume")
     }
 
     func testSigtermStopsTheLoaderDrainsAndExitsZero() throws {
