@@ -13,3 +13,4 @@ if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }
+if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }

@@ -45,7 +45,7 @@ enum InspectReport {
         let f = { (x: Double) in String(format: "%.4g", x) }
         var lines = [
             "file         \(h.path)",
-            "format       " + (h.version == 0 ? "ANALYZE 7.5" : "NIfTI-\(h.version)"),
+            "format       NIfTI-\(h.version)",
             "dimensions   " + h.dimensions.map(String.init).joined(separator: " x "),
             "spacing      " + h.spacing.map { String(format: "%.4g", $0) }.joined(separator: " x ") + " mm",
             "orientation  \(h.orientation)",

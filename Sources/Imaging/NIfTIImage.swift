@@ -33,7 +33,7 @@ public enum NIfTIDatatype: Int32, CaseIterable, Sendable {
 /// What the header says, for `tumord inspect` and for validation.
 public struct NIfTIHeader: Sendable {
     public var path: String
-    /// 1 or 2 (NIfTI-1 / NIfTI-2); 0 for ANALYZE 7.5.
+    /// 1 or 2 (NIfTI-1 / NIfTI-2).
     public var version: Int
     /// dim[1...] up to ndim (e.g. [122, 101, 112]).
     public var dimensions: [Int]
@@ -58,10 +58,13 @@ public struct NIfTIHeader: Sendable {
 final class NIfTIImage {
     let handle: UnsafeMutablePointer<nifti_image>  // nifti_image* (nifti2_io.h)
     let path: String
+    /// 1 or 2, from the header size field.
+    let version: Int
 
-    private init(owning handle: UnsafeMutablePointer<nifti_image>, path: String) {
+    private init(owning handle: UnsafeMutablePointer<nifti_image>, path: String, version: Int) {
         self.handle = handle
         self.path = path
+        self.version = version
     }
 
     deinit { nifti_image_free(handle) }
@@ -87,20 +90,20 @@ final class NIfTIImage {
         // libnifti looks for sibling files when the name has no NIfTI extension; only accept
         // complete single-file names so the file we checked is the file it opens.
         let lower = path.lowercased()
-        guard lower.hasSuffix(".nii") || lower.hasSuffix(".nii.gz") || lower.hasSuffix(".hdr")
-                || lower.hasSuffix(".hdr.gz") else {
+        guard lower.hasSuffix(".nii") || lower.hasSuffix(".nii.gz") else {
             throw ImagingError(.notNIfTI, path: path, "file name must end in .nii or .nii.gz")
         }
         // Probe the first bytes ourselves: libnifti reads garbage headers without much checking.
-        try probeHeaderBytes(path)
+        let version = try probeHeaderBytes(path)
         guard let nim = nifti_image_read(path, 0) else {
             throw ImagingError(.notNIfTI, path: path, "libnifti could not read a NIfTI header")
         }
-        return NIfTIImage(owning: nim, path: path)
+        return NIfTIImage(owning: nim, path: path, version: version)
     }
 
-    /// Checks sizeof_hdr (348 for NIfTI-1, 540 for NIfTI-2, either byte order) after gunzip.
-    private static func probeHeaderBytes(_ path: String) throws {
+    /// Checks sizeof_hdr (348 for NIfTI-1, 540 for NIfTI-2, either byte order) after gunzip and
+    /// returns the version (libnifti 3.0's `nifti_type` says NIfTI-1 for any `.nii` name).
+    private static func probeHeaderBytes(_ path: String) throws -> Int {
         guard let fh = FileHandle(forReadingAtPath: path) else {
             throw ImagingError(.missingFile, path: path, "cannot open file")
         }
@@ -123,6 +126,7 @@ final class NIfTIImage {
         guard [348, 540].contains(le) || [348, 540].contains(be) else {
             throw ImagingError(.notNIfTI, path: path, "header size field is \(le), expected 348 (NIfTI-1) or 540 (NIfTI-2)")
         }
+        return le == 540 || be == 540 ? 2 : 1
     }
 
     var header: NIfTIHeader {
@@ -130,12 +134,6 @@ final class NIfTIImage {
         let ndim = max(1, min(7, Int(n.ndim)))
         let dims = withUnsafeBytes(of: n.dim) { raw in Array(raw.bindMemory(to: Int64.self)) }
         let pix = withUnsafeBytes(of: n.pixdim) { raw in Array(raw.bindMemory(to: Double.self)) }
-        let version: Int
-        switch n.nifti_type {
-        case 1, 2: version = 1
-        case 4, 5: version = 2
-        default: version = 0
-        }
         let dt = NIfTIDatatype(rawValue: n.datatype)
         let dtName = dt?.name ?? (nifti_datatype_to_string(n.datatype).map { String(cString: $0) } ?? "code \(n.datatype)")
         let mat = n.sform_code > 0 ? n.sto_xyz : n.qto_xyz

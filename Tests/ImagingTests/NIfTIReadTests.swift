@@ -1,5 +1,6 @@
 import Imaging
 import Kernels
+import Foundation
 import XCTest
 
 final class NIfTIReadTests: XCTestCase {
@@ -44,5 +45,25 @@ final class NIfTIReadTests: XCTestCase {
         let pancreas = try XCTUnwrap(stats.first { $0.id == 7 })
         XCTAssertEqual(pancreas.millilitres, 18.765, accuracy: 1e-3)
         XCTAssertEqual(pancreas.meanHU, -6.354, accuracy: 1e-2)
+    }
+
+    /// NIfTI-2 (.nii and .nii.gz) and big-endian NIfTI-1 fixtures from scripts/imaging_fixtures.py.
+    func testNIfTI2AndBigEndianFixtures() throws {
+        let dir = TestData.packageRoot.appendingPathComponent("Tests/Fixtures/imaging")
+        let c = cos(Double.pi / 12), s = sin(Double.pi / 12)
+        let affine = Affine(rows: [[0.8 * c, -0.8 * s, 0, -90.5], [0.8 * s, 0.8 * c, 0, 12.25], [0, 0, 2.5, -300], [0, 0, 0, 1]])
+        for (name, version, type) in [("nifti2_float32.nii", 2, NIfTIDatatype.float32), ("nifti2_int16.nii.gz", 2, .int16),
+                                      ("nifti1_bigendian_int16.nii", 1, .int16)] {
+            let p = dir.appendingPathComponent(name).path
+            let h = try NIfTI.readHeader(p)
+            XCTAssertEqual(h.version, version, name)
+            XCTAssertEqual(h.datatype, type, name)
+            let v = try NIfTI.readVolume(p)
+            XCTAssertEqual(v.shape, [4, 3, 2], name)
+            XCTAssertTrue(v.affine.isClose(to: affine, tolerance: 1e-6), "\(name): \(v.affine)")
+            for i in 0..<4 { for j in 0..<3 { for k in 0..<2 {
+                XCTAssertEqual(v[i, j, k], Float(100 * i + 10 * j + k - 50), "\(name) at \(i),\(j),\(k)")
+            }}}
+        }
     }
 }
