@@ -13,11 +13,16 @@ import Wire
 ///          (Swift) / tumorstream.PatchStream (header parse, validation, numpy views) (Python)
 ///   wire+copy (Swift only): as wire, then `materialized()`: the payloads copied into Tensor and
 ///          [UInt8] values, what a stage that computes on the voxels pays.
+/// The Python receiver runs twice: as is, and with tumorstream.keep_freed_memory() (glibc malloc
+/// thresholds fixed so that receive buffers are reused rather than faulted in per patch); in each
+/// run raw and wire share the process and its settings.
 /// One connection carries the variants in alternating blocks of `perRun` patches (so all see the
 /// same load on a shared machine); the first round is a discarded warm-up, then `runs` rounds are
 /// timed at the receiver while the sender keeps the pipe full; the order of the variants rotates
-/// each round. Reported: the median block, its throughput relative to raw ("vs raw"), and the
-/// median over rounds of the same ratio within one round ("paired", robust to changing load).
+/// each round. Reported: the median block, its throughput relative to raw ("vs raw"), the median
+/// over rounds of the same ratio within one round ("paired", robust to changing load), and for
+/// the Python receiver its process CPU time per patch (all threads, libzmq's I/O thread included:
+/// the cost of receiving, much less sensitive to how busy the machine is).
 enum WireBenchmark {
     struct Options {
         var runs = 10
@@ -32,6 +37,7 @@ enum WireBenchmark {
     }
 
     static func run(_ args: [String]) throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // one line at a time, also into a pipe
         var o = Options()
         var i = 0
         while i < args.count {
@@ -58,20 +64,22 @@ enum WireBenchmark {
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, libzmq \(Wire.zmqVersion)")
         print("")
         print(pad("case", 30) + pad("variant", 11) + pad("ms/patch", 10) + pad("GB/s", 8) + pad("patches/s", 11)
-              + pad("vs raw", 8) + "paired")
+              + pad("vs raw", 8) + pad("paired", 8) + "rx CPU ms/patch")
 
         let context = try ZMQContext()
         let senderContext = try ZMQContext()  // the tcp sender has its own I/O thread, as in another process
         defer { try? context.close(); try? senderContext.close() }
-        var cases: [(String, () throws -> [Variant: [Double]])] = [
-            ("swift→swift inproc", { try swiftCase(context, context, "inproc://bench", message, o) }),
-            ("swift→swift tcp 127.0.0.1", { try swiftCase(context, senderContext, "tcp://127.0.0.1:*", message, o) }),
+        var cases: [(String, () throws -> Measured)] = [
+            ("swift→swift inproc", { Measured(times: try swiftCase(context, context, "inproc://bench", message, o), cpu: [:]) }),
+            ("swift→swift tcp 127.0.0.1", { Measured(times: try swiftCase(context, senderContext, "tcp://127.0.0.1:*", message, o), cpu: [:]) }),
         ]
         if o.python {
-            cases.append(("swift→python tcp 127.0.0.1", { try pythonCase(senderContext, message, o) }))
+            cases.append(("swift→python tcp 127.0.0.1", { try pythonCase(senderContext, message, o, tuned: false) }))
+            cases.append(("  same, keep_freed_memory", { try pythonCase(senderContext, message, o, tuned: true) }))
         }
         for (name, body) in cases {
-            let times = try body()
+            let measured = try body()
+            let times = measured.times
             guard let rawTimes = times[.raw] else { continue }
             let raw = median(rawTimes)
             for v in Variant.allCases {
@@ -83,9 +91,16 @@ enum WireBenchmark {
                 let paired = median(zip(rawTimes, ts).map { $0 / $1 })
                 print(pad(name, 30) + pad(v.rawValue, 11) + pad(f(t / Double(o.perRun) * 1000), 10)
                       + pad(f(Double(bytes) * perSecond / 1e9), 8) + pad(String(format: "%.0f", perSecond), 11)
-                      + pad(f(raw / t), 8) + f(paired))
+                      + pad(f(raw / t), 8) + pad(f(paired), 8)
+                      + (measured.cpu[v].map { f(median($0) / Double(o.perRun) * 1000) } ?? "-"))
             }
         }
+    }
+
+    /// Block times per variant, and (Python receiver) the receiving process's CPU time per block.
+    struct Measured {
+        var times: [Variant: [Double]]
+        var cpu: [Variant: [Double]]
     }
 
     static func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
@@ -110,36 +125,47 @@ enum WireBenchmark {
         }
     }
 
+    /// A PUSH socket bound or connected here, then handed to the sender thread (ZeroMQ allows moving
+    /// a socket to another thread across a full memory barrier, which starting a thread is).
+    static func makePush(_ context: ZMQContext, _ endpoint: String, bind: Bool, hwm: Int) throws -> ZMQSocket {
+        let push = try ZMQSocket(context: context, type: .push)
+        try push.set([.sendHighWaterMark(hwm), .sendTimeout(milliseconds: 60_000)])
+        if bind { try push.bind(endpoint) } else { try push.connect(endpoint) }
+        return push
+    }
+
     /// Sends `rounds` rounds of blocks, one block of `perBlock` messages per variant, from a thread
-    /// that owns its PUSH socket.
-    static func startSender(_ context: ZMQContext, _ endpoint: String, bind: Bool, _ message: PatchMessage,
-                            variants: [Variant], rounds: Int, perBlock: Int, hwm: Int) -> Thread {
+    /// that owns `push` from now on and closes it.
+    static func startSender(_ push: ZMQSocket, _ message: PatchMessage, variants: [Variant], rounds: Int,
+                            perBlock: Int) -> Thread {
         let thread = Thread {
             do {
-                let push = try ZMQSocket(context: context, type: .push)
-                try push.set(.sendHighWaterMark(hwm))
-                if bind { try push.bind(endpoint) } else { try push.connect(endpoint) }
                 let buffers = rawBuffers(message)
                 var m = message
                 var k: UInt64 = 0
-                for round in 0..<rounds {
+                sending: for round in 0..<rounds {
                     for v in order(variants, round: round) {
                         for _ in 0..<perBlock {
+                            let sent: Bool
                             if v == .raw {
-                                try push.sendRawConstant(buffers)
+                                sent = try push.sendRawConstant(buffers)
                             } else {
                                 m.patchID = k
                                 k += 1
-                                try push.send(m.encode())
+                                sent = try push.send(m.encode())
+                            }
+                            if !sent {
+                                FileHandle.standardError.write(Data("tumorbench wire: receiver stopped reading\n".utf8))
+                                break sending
                             }
                         }
                     }
                 }
-                push.close(lingerMilliseconds: 30_000)
                 withExtendedLifetime(message) {}
             } catch {
-                print("tumorbench wire: sender failed: \(error)")
+                FileHandle.standardError.write(Data("tumorbench wire: sender failed: \(error)\n".utf8))
             }
+            push.close(lingerMilliseconds: 30_000)
         }
         thread.start()
         return thread
@@ -152,8 +178,8 @@ enum WireBenchmark {
         try pull.set([.receiveHighWaterMark(o.hwm), .receiveTimeout(milliseconds: 60_000)])
         try pull.bind(endpoint)
         let variants = Variant.allCases
-        let sender = startSender(senderContext, pull.lastEndpoint ?? endpoint, bind: false, message,
-                                 variants: variants, rounds: o.runs + 1, perBlock: o.perRun, hwm: o.hwm)
+        let push = try makePush(senderContext, pull.lastEndpoint ?? endpoint, bind: false, hwm: o.hwm)
+        let sender = startSender(push, message, variants: variants, rounds: o.runs + 1, perBlock: o.perRun)
         var times: [Variant: [Double]] = [:]
         var checksum: Float = 0
         for round in 0...o.runs {
@@ -186,15 +212,14 @@ enum WireBenchmark {
 
     /// The sender binds (as the last stage does); a Python process connects and receives
     /// alternating raw blocks (pyzmq only) and wire blocks (tumorstream.PatchStream).
-    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options) throws -> [Variant: [Double]] {
-        let probe = try ZMQSocket(context: context, type: .push)
-        try probe.bind("tcp://127.0.0.1:*")
-        let endpoint = probe.lastEndpoint!
-        probe.close()
+    static func pythonCase(_ context: ZMQContext, _ message: PatchMessage, _ o: Options, tuned: Bool) throws -> Measured {
+        let push = try makePush(context, "tcp://127.0.0.1:*", bind: true, hwm: o.hwm)
+        let endpoint = push.lastEndpoint!
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-m", "tumorstream.bench", "--endpoint", endpoint,
                              "--runs", "\(o.runs)", "--per-run", "\(o.perRun)", "--hwm", "\(o.hwm)"]
+            + (tuned ? ["--keep-freed-memory"] : [])
         var env = ProcessInfo.processInfo.environment
         let clientPath = FileManager.default.currentDirectoryPath + "/clients/python"
         env["PYTHONPATH"] = clientPath + (env["PYTHONPATH"].map { ":" + $0 } ?? "")
@@ -202,17 +227,17 @@ enum WireBenchmark {
         let out = Pipe()
         process.standardOutput = out
         try process.run()
-        let sender = startSender(context, endpoint, bind: true, message, variants: [.raw, .wire],
-                                 rounds: o.runs + 1, perBlock: o.perRun, hwm: o.hwm)
+        let sender = startSender(push, message, variants: [.raw, .wire], rounds: o.runs + 1, perBlock: o.perRun)
         let data = out.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         while !sender.isFinished { usleep(1000) }
         guard process.terminationStatus == 0,
               let json = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let raw = json["raw"] as? [Double], let wire = json["client"] as? [Double] else {
+              let raw = json["raw"] as? [Double], let wire = json["client"] as? [Double],
+              let rawCPU = json["raw_cpu"] as? [Double], let wireCPU = json["client_cpu"] as? [Double] else {
             throw BenchError("python receiver failed (status \(process.terminationStatus)): \(String(decoding: data, as: UTF8.self))")
         }
-        return [.raw: raw, .wire: wire]
+        return Measured(times: [.raw: raw, .wire: wire], cpu: [.raw: rawCPU, .wire: wireCPU])
     }
 
     struct BenchError: Error, CustomStringConvertible {

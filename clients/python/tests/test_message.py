@@ -64,3 +64,10 @@ def test_enum_names():
     assert schema.enum_name("Organ", 1) == "liver"
     assert schema.enum_name("TumorType", 4) == "large"
     assert schema.enum_name("Organ", 42) == "unknown(42)"
+
+
+def test_keep_freed_memory_reports_success_on_glibc():
+    import platform
+
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert tumorstream.keep_freed_memory() is True

@@ -9,6 +9,7 @@ protobuf PatchHeader and raw little-endian voxel frames) as numpy arrays or torc
 
 from . import schema
 from .client import PatchStream, status
+from .memory import keep_freed_memory
 from .message import Patch, WireError, decode, encode
 
-__all__ = ["PatchStream", "Patch", "WireError", "decode", "encode", "status", "schema"]
+__all__ = ["PatchStream", "Patch", "WireError", "decode", "encode", "status", "schema", "keep_freed_memory"]

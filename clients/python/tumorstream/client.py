@@ -5,7 +5,7 @@ from typing import Iterator, Optional
 
 import zmq
 
-from . import schema
+from . import memory, schema
 from .message import Patch, WireError, decode
 
 
@@ -21,15 +21,20 @@ class PatchStream:
     the Python side (whether the views are writable depends on the pyzmq version; with pyzmq 27
     they are, and the memory belongs to this message alone). copy=True gives arrays that own a copy.
     Bad messages are skipped and counted in `rejected` (by reason), the last one in `last_error`.
+    keep_freed_memory=True tunes glibc's malloc process-wide so that the receive buffers are
+    reused instead of faulted in again for every patch (see tumorstream.memory).
     Iteration stops at an end-of-stream marker (stop_at_end), after `max_patches`, or when
     nothing arrives for `timeout_ms` (None: wait forever).
     """
 
     def __init__(self, endpoint: str, kind: str = "pull", bind: bool = False, hwm: int = 4,
                  timeout_ms: Optional[int] = None, copy: bool = False, max_patches: Optional[int] = None,
-                 stop_at_end: bool = True, context: Optional[zmq.Context] = None):
+                 stop_at_end: bool = True, context: Optional[zmq.Context] = None,
+                 keep_freed_memory: bool = False):
         if kind not in ("pull", "sub"):
             raise ValueError(f"kind must be 'pull' or 'sub', not {kind!r}")
+        if keep_freed_memory:
+            memory.keep_freed_memory()
         self.endpoint = endpoint
         self.copy = copy
         self.max_patches = max_patches

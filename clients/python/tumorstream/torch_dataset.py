@@ -19,13 +19,14 @@ from .client import PatchStream
 
 class TumorStreamDataset(IterableDataset):
     def __init__(self, endpoint: str, image: str = "ct", label: str = "label", hwm: int = 4,
-                 max_patches=None, timeout_ms=None):
+                 max_patches=None, timeout_ms=None, keep_freed_memory: bool = True):
         self.endpoint = endpoint
         self.image = image
         self.label = label
         self.hwm = hwm
         self.max_patches = max_patches
         self.timeout_ms = timeout_ms
+        self.keep_freed_memory = keep_freed_memory
 
     def __iter__(self):
         info = get_worker_info()
@@ -33,7 +34,7 @@ class TumorStreamDataset(IterableDataset):
         if info is not None and limit is not None:
             limit = limit // info.num_workers + (1 if info.id < limit % info.num_workers else 0)
         with PatchStream(self.endpoint, kind="pull", hwm=self.hwm, max_patches=limit,
-                         timeout_ms=self.timeout_ms) as stream:
+                         timeout_ms=self.timeout_ms, keep_freed_memory=self.keep_freed_memory) as stream:
             for patch in stream:
                 image = torch.from_numpy(patch[self.image].copy()).float()
                 label = torch.from_numpy(patch[self.label].astype("int64"))
