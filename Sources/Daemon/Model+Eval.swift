@@ -39,7 +39,7 @@ extension TumorD.Model {
         @Option(help: "Number of DDIM steps.")
         var steps: Int = 50
 
-        @Option(help: "Worker threads for the network ops (BLAS threads follow).")
+        @Option(help: "Worker threads for the network ops (OpenBLAS is then run single-threaded inside each worker).")
         var threads: Int?
 
         func validate() throws {
@@ -49,8 +49,9 @@ extension TumorD.Model {
 
         func run() throws {
             if let threads {
+                // Workers split the GEMMs themselves; OpenBLAS stays single-threaded (no spinning threads).
                 NetworkOps.threads = max(1, threads)
-                BLASThreads.count = threads
+                BLASThreads.count = 1
             }
             let inputs = try Safetensors.read(path: input)
             func tensor(_ key: String) throws -> Tensor { try load(inputs, key) }

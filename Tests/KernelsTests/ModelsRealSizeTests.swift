@@ -139,3 +139,27 @@ final class ModelsRealSizeTests: XCTestCase {
         XCTAssertEqual(again, idx)
     }
 }
+
+/// The worker-GEMM mode (OpenBLAS single-threaded, GEMMs and im2col split across the op workers)
+/// against the goldens: the VQ-GAN round trip and the UNet at t=2.
+final class ModelsWorkerModeTests: XCTestCase {
+    func testWorkerGEMMModeMatchesGoldens() throws {
+        let saved = (BLASThreads.count, NetworkOps.threads)
+        BLASThreads.count = 1
+        NetworkOps.threads = 2
+        defer { BLASThreads.count = saved.0; NetworkOps.threads = saved.1 }
+        let g = try Fixtures.golden
+        let vq = try VQGAN3D(stateDict: try TorchCheckpoint(path: Fixtures.difftumor("autoencoder.ckpt")).modelStateDict())
+        assertClose(vq.encode(try g.tensor("vqgan.encode.input")), try g.tensor("vqgan.encode.output"), rel: 1e-5, "encode (workers)")
+        assertClose(vq.decode(try g.tensor("vqgan.encode.output")), try g.tensor("vqgan.decode.output"), rel: 1e-4, "decode (workers)")
+        let ema = try TorchCheckpoint(path: Fixtures.difftumor("diffusion_noearly.pt")).modelStateDict()
+        let unet = try Unet3D(stateDict: ema.subdict(prefix: "denoise_fn."))
+        let out = unet(try g.tensor("unet.input.x"), cond: try g.tensor("unet.input.cond"), timesteps: [2])
+        assertClose(out, try g.tensor("unet.output.t2"), rel: 1e-4, "unet t2 (workers)")
+        // A real-size convolution with several slabs per worker against the Kernels op.
+        var rng = GaussianNoise(seed: 1)
+        let x = rng.tensor([1, 64, 24, 24, 24]), w = rng.tensor([64, 64, 3, 3, 3])
+        let fast = NetworkOps.conv3d(x, weight: w, bias: nil, padFront: [1, 1, 1], mode: .replicate)
+        assertClose(fast, x.conv3d(weight: w, padding: Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate)), rel: 1e-5, "conv (workers)")
+    }
+}

@@ -23,6 +23,41 @@ public enum NetworkOps {
         }
     }
 
+    /// True when OpenBLAS runs single-threaded and the ops have more than one worker: GEMMs are then
+    /// split across the workers (each calling single-threaded `cblas_sgemm` on its part), so no
+    /// OpenBLAS thread spins while the workers run the loops around the GEMMs.
+    static var workerGEMM: Bool { threads > 1 && BLASThreads.count == 1 }
+
+    /// Row-major C = α·op(A)·op(B) + β·C, split along N (or M when N is small) across the workers
+    /// when `workerGEMM`, else one `cblas_sgemm` call.
+    static func sgemm(transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Float = 1,
+                      A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+                      beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        let w = workerGEMM ? min(threads, max(1, (M * N * K) / 2_000_000)) : 1
+        if w <= 1 {
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+            return
+        }
+        if N >= M {
+            let chunk = (N + w - 1) / w
+            DispatchQueue.concurrentPerform(iterations: w) { i in
+                let n0 = i * chunk, n = min(N, n0 + chunk) - n0
+                guard n > 0 else { return }
+                let b = transB ? B + n0 * ldb : B + n0
+                cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(n), Int32(K), alpha, A, Int32(lda), b, Int32(ldb), beta, C + n0, Int32(ldc))
+            }
+        } else {
+            let chunk = (M + w - 1) / w
+            DispatchQueue.concurrentPerform(iterations: w) { i in
+                let m0 = i * chunk, m = min(M, m0 + chunk) - m0
+                guard m > 0 else { return }
+                let a = transA ? A + m0 : A + m0 * lda
+                cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(N), Int32(K), alpha, a, Int32(lda), B, Int32(ldb), beta, C + m0 * ldc, Int32(ldc))
+            }
+        }
+    }
+
     // MARK: - convolution
 
     /// 3D convolution. `weight` is (Cout, Cin, kd, kh, kw); padding `padFront`/`padBack` per axis.
@@ -41,34 +76,39 @@ public enum NetworkOps {
         let K = C * kd * kh * kw
         let plane = Ho * Wo
         let pointwise = kd == 1 && kh == 1 && kw == 1 && stride == [1, 1, 1] && padFront == [0, 0, 0] && pb == [0, 0, 0]
-        let nz = pointwise ? Do : max(1, min(Do, (8 << 20) / max(1, K * plane)))
-        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pointwise ? 1 : K * nz * plane)
+        let workers = workerGEMM && !pointwise ? min(threads, Do) : 1
+        let nz = pointwise ? Do : max(1, min((Do + workers - 1) / workers, (8 << 20) / max(1, K * plane * workers)))
+        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pointwise ? 1 : K * nz * plane * workers)
         defer { colsBuffer.deallocate() }
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in
-                    do {
-                        let cp = colsBuffer
-                        for b in 0..<B {
-                            let src = xp.baseAddress! + b * C * D * H * W
-                            let dst = op.baseAddress! + b * Co * Do * plane
-                            if pointwise {
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Co), Int32(D * H * W), Int32(C),
-                                            1, wp.baseAddress!, Int32(C), src, Int32(D * H * W), 0, dst, Int32(D * H * W))
-                                continue
-                            }
-                            var z0 = 0
-                            while z0 < Do {
-                                let n = min(nz, Do - z0)
+                    for b in 0..<B {
+                        let src = xp.baseAddress! + b * C * D * H * W
+                        let dst = op.baseAddress! + b * Co * Do * plane
+                        if pointwise {
+                            sgemm(transA: false, transB: false, M: Co, N: D * H * W, K: C, A: wp.baseAddress!, lda: C,
+                                  B: src, ldb: D * H * W, beta: 0, C: dst, ldc: D * H * W)
+                            continue
+                        }
+                        // Each worker owns a contiguous range of output depths and its own column buffer.
+                        let per = (Do + workers - 1) / workers
+                        let body = { (wk: Int) in
+                            let cols = colsBuffer.baseAddress! + wk * K * nz * plane
+                            var z0 = wk * per
+                            let zEnd = min(Do, z0 + per)
+                            while z0 < zEnd {
+                                let n = min(nz, zEnd - z0)
                                 im2col(src, C: C, D: D, H: H, W: W, k: (kd, kh, kw), s: (stride[0], stride[1], stride[2]),
                                        p: (padFront[0], padFront[1], padFront[2]), mode: mode, z0: z0, nz: n, Ho: Ho, Wo: Wo,
-                                       dst: cp.baseAddress!)
+                                       dst: cols, parallel: workers == 1)
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Co), Int32(n * plane), Int32(K),
-                                            1, wp.baseAddress!, Int32(K), cp.baseAddress!, Int32(n * plane), 0,
+                                            1, wp.baseAddress!, Int32(K), cols, Int32(n * plane), 0,
                                             dst + z0 * plane, Int32(Do * plane))
                                 z0 += n
                             }
                         }
+                        if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: body) } else { body(0) }
                     }
                 }
             }
@@ -79,11 +119,13 @@ public enum NetworkOps {
 
     /// Fills rows (ci, a, b, c) × columns (z, y, x) for output depths z0..<z0+nz.
     static func im2col(_ src: UnsafePointer<Float>, C: Int, D: Int, H: Int, W: Int, k: (Int, Int, Int), s: (Int, Int, Int),
-                       p: (Int, Int, Int), mode: ConvPadding, z0: Int, nz: Int, Ho: Int, Wo: Int, dst: UnsafeMutablePointer<Float>) {
+                       p: (Int, Int, Int), mode: ConvPadding, z0: Int, nz: Int, Ho: Int, Wo: Int, dst: UnsafeMutablePointer<Float>,
+                       parallel: Bool = true) {
         let rows = C * k.0 * k.1 * k.2
         let N = nz * Ho * Wo
         let replicate = mode == .replicate
-        parallelFor(rows, minChunk: 4) { range in
+        let run = { (body: (Range<Int>) -> Void) in if parallel { parallelFor(rows, minChunk: 4, body) } else { body(0..<rows) } }
+        run { range in
             for r in range {
                 let c = r % k.2, b = (r / k.2) % k.1, a = (r / (k.2 * k.1)) % k.0, ci = r / (k.2 * k.1 * k.0)
                 var row = dst + r * N
@@ -148,8 +190,8 @@ public enum NetworkOps {
                             while z0 < D {
                                 let n = min(nz, D - z0)
                                 let N = n * plane
-                                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(M), Int32(N), Int32(C),
-                                            1, wp.baseAddress!, Int32(M), src + z0 * plane, Int32(D * plane), 0, cp.baseAddress!, Int32(N))
+                                sgemm(transA: true, transB: false, M: M, N: N, K: C, A: wp.baseAddress!, lda: M,
+                                      B: src + z0 * plane, ldb: D * plane, beta: 0, C: cp.baseAddress!, ldc: N)
                                 let colsBase = UnsafePointer(cp.baseAddress!)
                                 parallelFor(Co) { range in
                                     for co in range {
@@ -431,8 +473,8 @@ public enum NetworkOps {
         x.withUnsafeBufferPointer { xp in
             weight.withUnsafeBufferPointer { wp in
                 out.withUnsafeMutableBufferPointer { op in
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(N), Int32(O), Int32(I), 1,
-                                xp.baseAddress!, Int32(I), wp.baseAddress!, Int32(I), 0, op.baseAddress!, Int32(O))
+                    sgemm(transA: false, transB: true, M: N, N: O, K: I, A: xp.baseAddress!, lda: I,
+                          B: wp.baseAddress!, ldb: I, beta: 0, C: op.baseAddress!, ldc: O)
                     if let bias {
                         let bs = bias.scalars
                         for n in 0..<N { for o in 0..<O { op[n * O + o] += bs[o] } }

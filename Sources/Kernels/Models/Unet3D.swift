@@ -117,15 +117,15 @@ public final class Unet3D {
                             qkv.withUnsafeMutableBufferPointer { qp in
                                 o.withUnsafeMutableBufferPointer { oo in
                                     for b in 0..<B {
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(3 * hidden), Int32(N), Int32(C), 1,
-                                                    wq.baseAddress!, Int32(C), xp.baseAddress! + b * C * N, Int32(N), 0, qp.baseAddress!, Int32(N))
+                                        NetworkOps.sgemm(transA: false, transB: false, M: 3 * hidden, N: N, K: C, A: wq.baseAddress!, lda: C,
+                                                         B: xp.baseAddress! + b * C * N, ldb: N, beta: 0, C: qp.baseAddress!, ldc: N)
                                         AttentionOps.linearAttention(qkv: qp.baseAddress!, out: oo.baseAddress!, frames: F, positions: H * W,
                                                                      heads: heads, dimHead: dimHead)
                                         let y = op.baseAddress! + b * C * N
                                         let bias = toOutBias.scalars
                                         for c in 0..<C { let r = y + c * N; let bv = bias[c]; for i in 0..<N { r[i] += bv } }
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(C), Int32(N), Int32(hidden), 1,
-                                                    wo.baseAddress!, Int32(hidden), oo.baseAddress!, Int32(N), 1, y, Int32(N))
+                                        NetworkOps.sgemm(transA: false, transB: false, M: C, N: N, K: hidden, A: wo.baseAddress!, lda: hidden,
+                                                         B: oo.baseAddress!, ldb: N, beta: 1, C: y, ldc: N)
                                     }
                                 }
                             }
@@ -173,8 +173,8 @@ public final class Unet3D {
                                 oT.withUnsafeMutableBufferPointer { oo in
                                     for b in 0..<B {
                                         // (N × 3·hidden) = xnᵀ (N × C) · Wqkvᵀ (C × 3·hidden)
-                                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, Int32(N), Int32(3 * hidden), Int32(C), 1,
-                                                    xp.baseAddress! + b * C * N, Int32(N), wq.baseAddress!, Int32(C), 0, qp.baseAddress!, Int32(3 * hidden))
+                                        NetworkOps.sgemm(transA: true, transB: true, M: N, N: 3 * hidden, K: C, A: xp.baseAddress! + b * C * N, lda: N,
+                                                         B: wq.baseAddress!, ldb: C, beta: 0, C: qp.baseAddress!, ldc: 3 * hidden)
                                         if temporal {
                                             AttentionOps.softmaxAttention(qkvT: qp.baseAddress!, out: oo.baseAddress!, groups: P, tokens: F,
                                                                           groupStride: 1, tokenStride: P, heads: heads, dimHead: dimHead,
@@ -185,8 +185,8 @@ public final class Unet3D {
                                                                           rotary: nil, bias: nil)
                                         }
                                         // y (C × N) += Wout (C × hidden) · oTᵀ
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(C), Int32(N), Int32(hidden), 1,
-                                                    wo.baseAddress!, Int32(hidden), oo.baseAddress!, Int32(hidden), 1, op.baseAddress! + b * C * N, Int32(N))
+                                        NetworkOps.sgemm(transA: false, transB: true, M: C, N: N, K: hidden, A: wo.baseAddress!, lda: hidden,
+                                                         B: oo.baseAddress!, ldb: hidden, beta: 1, C: op.baseAddress! + b * C * N, ldc: N)
                                     }
                                 }
                             }
