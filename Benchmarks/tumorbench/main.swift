@@ -7,3 +7,4 @@ print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run 
 let arguments = Array(CommandLine.arguments.dropFirst())
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
 if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
+if arguments.first == "trainer-learn" { TrainerLearningRun.run(Array(arguments.dropFirst())) }
