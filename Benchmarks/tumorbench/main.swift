@@ -6,5 +6,6 @@ print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run 
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
+if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
 if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "trainer-learn" { TrainerLearningRun.run(Array(arguments.dropFirst())) }

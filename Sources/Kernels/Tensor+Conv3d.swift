@@ -28,16 +28,16 @@ extension Tensor {
         withPointer { x in
             weight.withPointer { wp in
                 out.withMutablePointer { y in
+                    let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
                     for b in 0..<n {
                         for g in 0..<groups {
                             gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
                                               inputDims: (shape[2], shape[3], shape[4]), dims: dims,
                                               weights: wp + g * coutG * kSize, outChannels: coutG,
-                                              output: y + (b * cout + g * coutG) * outSpatial,
-                                              outputDims: outDims, accumulate: false)
+                                              bias: bp.map { $0 + g * coutG },
+                                              output: y + (b * cout + g * coutG) * outSpatial, outputDims: outDims)
                         }
                     }
-                    if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
                 }
             }
         }
@@ -71,7 +71,7 @@ extension Tensor {
         let outDims = (outSizes[0], outSizes[1], outSizes[2])
         let outSpatial = outSizes.reduce(1, *)
         let inSpatial = spatialCount
-        var out = Tensor(zeros: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
+        var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
         let wk = weight.scalars
         let kVol = kernel.reduce(1, *)
         withPointer { x in
@@ -82,7 +82,7 @@ extension Tensor {
                         GatherDim.transposedPhase(inputSize: inDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
                                                   stride: stride[$0], padding: padding[$0], phase: phase[$0])
                     }
-                    if dims.contains(where: { $0.count == 0 }) { continue }
+                    if dims.contains(where: { $0.count == 0 }) { continue }   // no output in this phase
                     let (tD, tH, tW) = (dims[0].taps, dims[1].taps, dims[2].taps)
                     let taps = tD * tH * tW
                     let kSize = cinG * taps
@@ -97,19 +97,19 @@ extension Tensor {
                             a[((g * coutG + co) * cinG + ci) * taps + tap] = wk[src]
                         }}}
                     }}}
+                    let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
                     a.withUnsafeBufferPointer { ap in
                         for b in 0..<n {
                             for g in 0..<groups {
                                 gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
                                                   inputDims: (inDims[0], inDims[1], inDims[2]), dims: dims,
                                                   weights: ap.baseAddress! + g * coutG * kSize, outChannels: coutG,
-                                                  output: y + (b * cout + g * coutG) * outSpatial,
-                                                  outputDims: outDims, accumulate: false)
+                                                  bias: bp.map { $0 + g * coutG },
+                                                  output: y + (b * cout + g * coutG) * outSpatial, outputDims: outDims)
                             }
                         }
                     }
                 }}}
-                if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
             }
         }
         return out
