@@ -5,7 +5,8 @@ import Kernels
 /// A longer training run on phantom-like volumes (organ ellipsoid with texture, 0–2 spherical
 /// tumors of low contrast, noise), then tumor/organ DSC and NSD on held-out volumes by
 /// sliding-window inference. Usage:
-/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3]
+/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor]
+/// (`--always-tumor`: every training patch holds 1–2 tumors instead of 0–2.)
 enum TrainerLearningRun {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: String) -> String {
@@ -15,6 +16,8 @@ enum TrainerLearningRun {
         let steps = Int(opt("--steps", "600"))!, patch = Int(opt("--patch", "48"))!, batch = Int(opt("--batch", "2"))!
         let channels = opt("--channels", "8,16,32,64").split(separator: ",").map { Int($0)! }
         let lr = Double(opt("--lr", "1e-3"))!
+        let alwaysTumor = args.contains("--always-tumor")
+        BLASCoreType.reexecIfUnrecognised()
         BLASThreads.count = 2
         AutogradParallel.threads = 2
         let config = TrainerConfig(unet: UNetConfig(channels: channels, strides: Array(repeating: 2, count: channels.count - 1)),
@@ -25,7 +28,8 @@ enum TrainerLearningRun {
         var window: [Float] = []
         for s in 1...steps {
             let samples = (0..<batch).map { _ -> TrainingSample in
-                let (ct, label) = PhantomVolume.make(size: patch, rng: &rng)
+                let tumors: Int? = alwaysTumor ? 1 + Int(rng.next() % 2) : nil
+                let (ct, label) = PhantomVolume.make(size: patch, rng: &rng, tumors: tumors)
                 return TrainingSample(ct: Tensor(shape: [1, patch, patch, patch], data: ct), label: label)
             }
             window.append(trainer.step(batch: samples))
