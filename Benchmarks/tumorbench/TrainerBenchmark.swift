@@ -11,12 +11,13 @@ enum TrainerBenchmark {
             return d
         }
         let size = opt("--size", 96), runs = opt("--runs", 10), threads = opt("--threads", 2), batch = opt("--batch", 1)
+        BLASCoreType.reexecIfUnrecognised()
         BLASThreads.count = threads
         AutogradParallel.threads = threads
         let host = ProcessInfo.processInfo.hostName
         print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
-        print("OpenBLAS core: \(SGEMMProbe.coreName), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
-        if SGEMMProbe.coreName == "Prescott" {
+        print("OpenBLAS core: \(BLASCoreType.current), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
+        if BLASCoreType.current == "Prescott" {
             print("!!! OpenBLAS runs its SSE3 (Prescott) kernels: rerun with OPENBLAS_CORETYPE=SkylakeX for AVX-512 !!!")
         }
         let peak = SGEMMProbe.gflops(m: 1024, n: 1024, k: 1024, repeats: 10)

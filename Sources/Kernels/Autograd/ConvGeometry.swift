@@ -39,6 +39,13 @@ public struct ConvGeometry: Equatable, Sendable {
         return min(outSpatial, rowsPerTile * rowLen)
     }
 
+    /// The outputs `lo..<hi` whose input `o·stride + offset` lies in `0..<inCount`.
+    static func validRange(outCount: Int, inCount: Int, stride: Int, offset: Int) -> (Int, Int) {
+        let lo = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let hi = inCount - offset <= 0 ? 0 : min(outCount, (inCount - offset + stride - 1) / stride)
+        return (min(lo, outCount), hi)
+    }
+
     /// Fills `col[k, 0..<n]` for output positions `p0..<p0+n` (n a multiple of the output row).
     func im2col(_ x: UnsafePointer<Float>, p0: Int, n: Int, into col: UnsafeMutablePointer<Float>) {
         let (oH, oW) = (outSize[1], outSize[2])
@@ -56,9 +63,13 @@ public struct ConvGeometry: Equatable, Sendable {
                 if id < 0 || id >= iD || ih < 0 || ih >= iH { out.update(repeating: 0, count: oW); continue }
                 let src = xc + (id * iH + ih) * iW
                 let s = stride[2], off = kw - padding[2]
-                for ow in 0..<oW {
-                    let iw = ow * s + off
-                    out[ow] = (iw >= 0 && iw < iW) ? src[iw] : 0
+                let (lo, hi) = ConvGeometry.validRange(outCount: oW, inCount: iW, stride: s, offset: off)
+                if lo > 0 { out.update(repeating: 0, count: lo) }
+                if hi < oW { (out + hi).update(repeating: 0, count: oW - hi) }
+                if s == 1 {
+                    if hi > lo { (out + lo).update(from: src + lo + off, count: hi - lo) }
+                } else {
+                    for ow in lo..<max(lo, hi) { out[ow] = src[ow * s + off] }
                 }
             }
         }
@@ -83,10 +94,8 @@ public struct ConvGeometry: Equatable, Sendable {
                     let dst = xc + (id * iH + ih) * iW
                     let row = src + r * oW
                     let s = stride[2], off = kw - padding[2]
-                    for ow in 0..<oW {
-                        let iw = ow * s + off
-                        if iw >= 0 && iw < iW { dst[iw] += row[ow] }
-                    }
+                    let (lo, hi) = ConvGeometry.validRange(outCount: oW, inCount: iW, stride: s, offset: off)
+                    for ow in lo..<max(lo, hi) { dst[ow * s + off] += row[ow] }
                 }
             }
         }
@@ -97,9 +106,9 @@ public struct ConvGeometry: Equatable, Sendable {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && weight.shape == [outChannels, inChannels] + kernel,
                      "conv forward: input \(x.shape), weight \(weight.shape) do not match \(self)")
-        var y = Tensor(zeros: [n, outChannels] + outSize)
+        var y = Tensor(uninitialized: [n, outChannels] + outSize)  // every element written by the GEMM (β = 0)
         let tile = tileColumns
-        var col = [Float](repeating: 0, count: rows * tile)
+        var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
         x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
             col.withUnsafeMutableBufferPointer { cp in
                 for b in 0..<n {
@@ -126,7 +135,7 @@ public struct ConvGeometry: Equatable, Sendable {
                      "conv weight gradient: input \(x.shape), grad \(dy.shape) do not match \(self)")
         var dw = Tensor(zeros: [outChannels, inChannels] + kernel)
         let tile = tileColumns
-        var col = [Float](repeating: 0, count: rows * tile)
+        var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
         x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in dw.withUnsafeMutableBufferPointer { wp in
             col.withUnsafeMutableBufferPointer { cp in
                 for b in 0..<n {
@@ -145,14 +154,21 @@ public struct ConvGeometry: Equatable, Sendable {
         return dw
     }
 
-    /// dX = col2im(Wᵀ dY), shaped like the convolution's input.
+    /// dX = col2im(Wᵀ dY), shaped like the convolution's input. With stride 1 it is the
+    /// forward convolution of dY with the flipped, transposed kernel (one well-shaped GEMM and
+    /// no scatter).
     public func inputGradient(weight: Tensor, gradOutput dy: Tensor) -> Tensor {
         let n = dy.shape[0]
         precondition(dy.shape == [n, outChannels] + outSize && weight.shape == [outChannels, inChannels] + kernel,
                      "conv input gradient: grad \(dy.shape), weight \(weight.shape) do not match \(self)")
+        if stride == [1, 1, 1] && (0..<3).allSatisfy({ padding[$0] <= kernel[$0] - 1 }) {
+            let flipped = ConvGeometry(inChannels: outChannels, outChannels: inChannels, kernel: kernel, stride: [1, 1, 1],
+                                       padding: (0..<3).map { kernel[$0] - 1 - padding[$0] }, inSize: outSize)
+            if flipped.outSize == inSize { return flipped.forward(dy, weight: flippedTransposed(weight), bias: nil) }
+        }
         var dx = Tensor(zeros: [n, inChannels] + inSize)
         let tile = tileColumns
-        var col = [Float](repeating: 0, count: rows * tile)
+        var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
         dy.withUnsafeBufferPointer { gp in weight.withUnsafeBufferPointer { wp in dx.withUnsafeMutableBufferPointer { xp in
             col.withUnsafeMutableBufferPointer { cp in
                 for b in 0..<n {
@@ -170,6 +186,21 @@ public struct ConvGeometry: Equatable, Sendable {
             }
         }}}
         return dx
+    }
+}
+
+extension ConvGeometry {
+    /// W'[ci, co, a, b, c] = W[co, ci, kD−1−a, kH−1−b, kW−1−c].
+    func flippedTransposed(_ w: Tensor) -> Tensor {
+        let kv = kernelVolume
+        var out = Tensor(uninitialized: [inChannels, outChannels] + kernel)
+        w.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
+            for co in 0..<outChannels { for ci in 0..<inChannels {
+                let s = src.baseAddress! + (co * inChannels + ci) * kv, d = dst.baseAddress! + (ci * outChannels + co) * kv
+                for t in 0..<kv { d[kv - 1 - t] = s[t] }
+            }}
+        }}
+        return out
     }
 }
 

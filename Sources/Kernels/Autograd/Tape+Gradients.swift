@@ -61,17 +61,27 @@ extension Tape {
     static func preluBackward(x: Tensor, weight: Tensor, gradOutput g: Tensor) -> [Tensor?] {
         let a = weight.scalars
         let (n, c) = (x.shape[0], x.shape[1]), inner = x.count / (n * c)
-        var dx = g
-        var da = [Double](repeating: 0, count: a.count)
-        x.withUnsafeBufferPointer { xp in dx.withUnsafeMutableBufferPointer { dp in
-            for j in 0..<(n * c) {
-                let k = a.count == 1 ? 0 : j % c
-                let xs = xp.baseAddress! + j * inner, ds = dp.baseAddress! + j * inner
-                var acc = 0.0
-                for i in 0..<inner where xs[i] < 0 { acc += Double(ds[i] * xs[i]); ds[i] *= a[k] }
-                da[k] += acc
+        var dx = Tensor(uninitialized: g.shape)
+        var partial = [Double](repeating: 0, count: n * c)  // Σ g·min(0, x) per (n, c)
+        x.withUnsafeBufferPointer { xp in g.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
+            partial.withUnsafeMutableBufferPointer { pp in
+                let xb = xp.baseAddress!, gb = gp.baseAddress!, db = dp.baseAddress!, pb = pp.baseAddress!
+                AutogradParallel.forEach(n * c) { j in
+                    let s = a.count == 1 ? a[0] : a[j % c]
+                    let xs = xb + j * inner, gs = gb + j * inner, ds = db + j * inner
+                    var acc: Float = 0
+                    for i in 0..<inner {
+                        let v = xs[i], gv = gs[i]
+                        let neg = v < 0
+                        acc += neg ? gv * v : 0
+                        ds[i] = neg ? gv * s : gv
+                    }
+                    pb[j] = Double(acc)
+                }
             }
-        }}
+        }}}
+        var da = [Double](repeating: 0, count: a.count)
+        for j in 0..<(n * c) { da[a.count == 1 ? 0 : j % c] += partial[j] }
         return [dx, Tensor(shape: weight.shape, data: da.map { Float($0) })]
     }
 

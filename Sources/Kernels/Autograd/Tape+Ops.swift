@@ -65,14 +65,15 @@ extension Tape {
         let xt = self[x], a = self[weight].scalars
         let (n, c) = (xt.shape[0], xt.shape[1]), inner = xt.count / (n * c)
         precondition(a.count == 1 || a.count == c, "prelu: weight \(a.count) for \(c) channels")
-        var y = xt
-        y.withUnsafeMutableBufferPointer { p in
-            for j in 0..<(n * c) {
+        var y = Tensor(uninitialized: xt.shape)
+        xt.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { p in
+            let src = xp.baseAddress!, dst = p.baseAddress!
+            AutogradParallel.forEach(n * c) { j in
                 let s = a.count == 1 ? a[0] : a[j % c]
-                let base = p.baseAddress! + j * inner
-                for i in 0..<inner where base[i] < 0 { base[i] *= s }
+                let xs = src + j * inner, ys = dst + j * inner
+                for i in 0..<inner { let v = xs[i]; ys[i] = v < 0 ? v * s : v }
             }
-        }
+        }}
         return append(.prelu, [x, weight], y)
     }
 

@@ -4,9 +4,6 @@ import Foundation
 /// Measures raw `cblas_sgemm` throughput (GFLOP/s) on an m×k·k×n product: the baseline that
 /// benchmarks quote their efficiency against, measured in the same run.
 public enum SGEMMProbe {
-    /// The CPU kernel set OpenBLAS chose ("Prescott" means SSE3 only: on this VM OpenBLAS 0.3.21
-    /// does not recognise the AVX-512 CPU; `OPENBLAS_CORETYPE=SkylakeX` fixes it).
-    public static var coreName: String { String(cString: openblas_get_corename()) }
 
     public static func gflops(m: Int, n: Int, k: Int, repeats: Int = 10) -> Double {
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: k * n)
