@@ -15,6 +15,4 @@ if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst
 if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
-if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
-if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "trainer-learn" { TrainerLearningRun.run(Array(arguments.dropFirst())) }
