@@ -58,6 +58,8 @@ let package = Package(
         ]),
         .executableTarget(name: "tumorbench", dependencies: [
             "Kernels", "Imaging", "Synthesis", "Wire",
+            "Stages", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], path: "Benchmarks/tumorbench"),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
@@ -65,7 +67,7 @@ let package = Package(
         .testTarget(name: "SynthesisTests", dependencies: ["Synthesis", "Imaging", "Kernels"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Kernels"]),
         .testTarget(name: "StagesTests", dependencies: ["Stages", "Wire", "Kernels"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Imaging", "Kernels"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,5 +11,10 @@ if arguments.first == "wire-send" { try WireSend.run(Array(arguments.dropFirst()
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
 if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
+if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.dropFirst())) }
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
+if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
 if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }
+if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
+if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
+if arguments.first == "trainer-learn" { TrainerLearningRun.run(Array(arguments.dropFirst())) }

@@ -1,7 +1,7 @@
 import ArgumentParser
 
 @main
-struct TumorD: ParsableCommand {
+struct TumorD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tumord",
         abstract: "TumorStream: synthesizes tumors into healthy CT and streams the patches into segmentation training.",
@@ -12,6 +12,18 @@ struct TumorD: ParsableCommand {
             Phantom.self,
             Model.self,
             Synth.self,
+            Run.self,
+            Stage.self,
+            Tap.self,
+            Status.self,
+            CheckConfig.self,
+            Inspect.self,
+            Phantom.self,
+            Synth.self,
+            Model.self,
+            PredictCommand.self,
+            EvalCommand.self,
+            MetricsCommand.self,
         ]
     )
 }

@@ -1,0 +1,59 @@
+import Wire
+
+/// Everything the runtime needs to run one stage (some or all of its replicas) in this process:
+/// endpoints, high-water marks, timeouts and a factory for the per-replica work. Built from the
+/// config by `PipelineGraph`; tests build it by hand.
+public struct StageSpec {
+    /// Creates the work of one replica, on that replica's thread.
+    public enum Role {
+        /// The first stage: `(replica, replicas)` lets replicas split the work between them.
+        case source((_ replica: Int, _ replicas: Int) throws -> PatchSource)
+        case processor((_ replica: Int) throws -> PatchProcessor)
+    }
+
+    public var name: String
+    public var role: Role
+    /// Replica indices run in this process (endpoint K is derived for replica K).
+    public var replicas: [Int]
+    /// Total replicas of this stage across processes (the loader splits its items over them).
+    public var totalReplicas: Int
+    /// This stage's input endpoint (replica 0); `nil` for the source.
+    public var input: String?
+    /// PULL receive high-water mark, in messages.
+    public var inputHWM: Int = 2
+    /// The next stage's input endpoint (its replica 0); `nil` for a sink.
+    public var output: String?
+    /// Replicas of the next stage: the PUSH socket connects to each one's input.
+    public var outputReplicas: Int = 1
+    /// PUSH send high-water mark, in messages.
+    public var outputHWM: Int = 2
+    /// PUB endpoint that mirrors what this stage emits; `nil`: no tap.
+    public var tap: String?
+    public var tapHWM: Int = 2
+    /// REP endpoint answering `StatusRequest`s; `nil`: no control socket.
+    public var control: String?
+    /// Upstream groups whose end-of-stream markers end this stage's input.
+    public var expectedEndOfStreams = 1
+    /// Whether this group sends an end-of-stream marker when it finishes (`false` for a
+    /// `--replica K` process: a marker from one of several processes would end the stream early).
+    public var sendsEndOfStream = true
+    /// Seconds of quiet input after which a stage stops waiting (see `DrainStateMachine`).
+    public var idleTimeout: Double = 1.0
+    /// Seconds a graceful shutdown may keep reading when no end-of-stream marker comes.
+    public var drainTimeout: Double = 10.0
+    /// How long closing the output may keep delivering queued messages.
+    public var lingerMilliseconds = 10_000
+    /// Artificial delay per patch (backpressure demonstrations and tests); 0 normally.
+    public var delayMilliseconds = 0
+    /// Host name recorded in provenance (empty in-process).
+    public var host = ""
+
+    public init(name: String, role: Role, replicas: [Int] = [0], totalReplicas: Int? = nil) {
+        self.name = name
+        self.role = role
+        self.replicas = replicas
+        self.totalReplicas = totalReplicas ?? replicas.count
+    }
+
+    public var isSource: Bool { if case .source = role { return true } else { return false } }
+}

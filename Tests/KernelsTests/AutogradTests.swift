@@ -1,0 +1,164 @@
+import XCTest
+import Kernels
+
+/// Every backward rule against central finite differences of the forward op: the scalar is
+/// Σ r·op(inputs) with a fixed random r, so each rule is checked for a general output gradient.
+final class AutogradTests: XCTestCase {
+    func testConv3dGradients() {
+        for (stride, padding, k) in [([1, 1, 1], [1, 1, 1], 3), ([2, 2, 2], [1, 1, 1], 3), ([1, 2, 2], [1, 0, 1], 3), ([1, 1, 1], [0, 0, 0], 1)] {
+            gradCheck(inputs: [random([2, 3, 5, 6, 7], seed: 1), random([4, 3, k, k, k], seed: 2), random([4], seed: 3)],
+                      "conv3d stride \(stride) padding \(padding) k \(k)") { t, v in
+                t.conv3d(v[0], weight: v[1], bias: v[2], stride: stride, padding: padding)
+            }
+        }
+    }
+
+    func testConvTranspose3dGradients() {
+        for (stride, padding, outPad) in [([2, 2, 2], [1, 1, 1], [1, 1, 1]), ([1, 1, 1], [1, 1, 1], [0, 0, 0]), ([2, 1, 2], [0, 1, 1], [1, 0, 0])] {
+            gradCheck(inputs: [random([2, 3, 3, 4, 5], seed: 4), random([3, 2, 3, 3, 3], seed: 5), random([2], seed: 6)],
+                      "convTranspose3d stride \(stride)") { t, v in
+                t.convTranspose3d(v[0], weight: v[1], bias: v[2], stride: stride, padding: padding, outputPadding: outPad)
+            }
+        }
+    }
+
+    /// Forward values against direct loops (the gradient checks only prove self-consistency).
+    func testConvForwardsMatchDirectLoops() {
+        let x = random([1, 2, 4, 5, 6], seed: 7), w = random([3, 2, 3, 3, 3], seed: 8)
+        let tape = Tape()
+        let y = tape[tape.conv3d(tape.constant(x), weight: tape.constant(w), bias: nil, stride: [2, 1, 2], padding: [1, 1, 1])]
+        XCTAssertEqual(y.shape, [1, 3, 2, 5, 3])
+        var expected = [Float](repeating: 0, count: y.count)
+        for co in 0..<3 { for od in 0..<2 { for oh in 0..<5 { for ow in 0..<3 {
+            var s: Float = 0
+            for ci in 0..<2 { for kd in 0..<3 { for kh in 0..<3 { for kw in 0..<3 {
+                let id = od * 2 - 1 + kd, ih = oh - 1 + kh, iw = ow * 2 - 1 + kw
+                guard id >= 0, id < 4, ih >= 0, ih < 5, iw >= 0, iw < 6 else { continue }
+                s += x[flat: ((ci * 4 + id) * 5 + ih) * 6 + iw] * w[flat: ((co * 2 + ci) * 3 + kd) * 9 + kh * 3 + kw]
+            }}}}
+            expected[((co * 2 + od) * 5 + oh) * 3 + ow] = s
+        }}}}
+        assertClose(y.scalars, expected, atol: 1e-5)
+
+        // ConvTranspose3d by scatter: out[co, i·s − p + k] += x[ci, i]·w[ci, co, k].
+        let xt = random([1, 2, 3, 2, 3], seed: 9), wt = random([2, 3, 3, 3, 3], seed: 10)
+        let yt = tape[tape.convTranspose3d(tape.constant(xt), weight: tape.constant(wt), bias: nil, stride: [2, 2, 2],
+                                           padding: [1, 1, 1], outputPadding: [1, 1, 1])]
+        XCTAssertEqual(yt.shape, [1, 3, 6, 4, 6])
+        var scatter = [Float](repeating: 0, count: yt.count)
+        for ci in 0..<2 { for i in 0..<3 { for j in 0..<2 { for l in 0..<3 { for co in 0..<3 {
+            for kd in 0..<3 { for kh in 0..<3 { for kw in 0..<3 {
+                let od = i * 2 - 1 + kd, oh = j * 2 - 1 + kh, ow = l * 2 - 1 + kw
+                guard od >= 0, od < 6, oh >= 0, oh < 4, ow >= 0, ow < 6 else { continue }
+                scatter[((co * 6 + od) * 4 + oh) * 6 + ow] += xt[flat: ((ci * 3 + i) * 2 + j) * 3 + l]
+                    * wt[flat: ((ci * 3 + co) * 3 + kd) * 9 + kh * 3 + kw]
+            }}}
+        }}}}}
+        assertClose(yt.scalars, scatter, atol: 1e-5)
+    }
+
+    func testInstanceNormGradients() {
+        gradCheck(inputs: [random([2, 3, 3, 4, 2], seed: 11, scale: 2)], "instanceNorm", eps: 1e-2, rtol: 3e-2) { t, v in
+            t.instanceNorm(v[0])
+        }
+        // Forward: zero mean, unit (biased) variance per (n, c).
+        let tape = Tape()
+        let y = tape[tape.instanceNorm(tape.constant(random([1, 2, 4, 4, 4], seed: 12, scale: 3)))]
+        let first = Array(y.scalars[0..<64])
+        let mean = first.reduce(0, +) / 64, variance = first.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 64
+        XCTAssertEqual(mean, 0, accuracy: 1e-5)
+        XCTAssertEqual(variance, 1, accuracy: 1e-3)
+    }
+
+    func testActivationGradients() {
+        // Inputs kept away from the kink at 0, where finite differences are not defined.
+        var x = random([2, 3, 2, 3, 4], seed: 13)
+        x.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] += p[i] >= 0 ? 0.1 : -0.1 } }
+        gradCheck(inputs: [x, Tensor(shape: [1], data: [0.3])], "prelu") { t, v in t.prelu(v[0], weight: v[1]) }
+        gradCheck(inputs: [x, Tensor(shape: [3], data: [0.3, -0.2, 0.5])], "prelu per channel") { t, v in t.prelu(v[0], weight: v[1]) }
+        gradCheck(inputs: [x], "leakyReLU") { t, v in t.leakyReLU(v[0], slope: 0.01) }
+        gradCheck(inputs: [x], "softmax", eps: 1e-2, rtol: 3e-2) { t, v in t.softmax(v[0]) }
+    }
+
+    func testAddAndConcatGradients() {
+        let a = random([2, 2, 3, 2, 2], seed: 14), b = random([2, 2, 3, 2, 2], seed: 15), c = random([2, 3, 3, 2, 2], seed: 16)
+        gradCheck(inputs: [a, b, c], "add+concat") { t, v in t.concat([t.add(v[0], v[1]), v[2], v[0]]) }
+    }
+
+    func testDiceCEMatchesMONAI() {
+        let shape = DiceCEExpected.shape
+        let n = Tensor.elementCount(shape)
+        let logits = Tensor(shape: shape, data: (0..<n).map { Float(2 * sin(0.31 * Double($0))) })
+        let labels: [UInt8] = (0..<(n / 3)).map { (i: Int) -> UInt8 in UInt8((i * 7 + i / 5) % 3) }
+        let (value, grad) = DiceCELoss().valueAndGradient(logits: logits, labels: labels)
+        XCTAssertEqual(Double(value), DiceCEExpected.loss, accuracy: 1e-5)
+        assertClose(grad.scalars, DiceCEExpected.gradient, atol: 1e-6, rtol: 1e-4)
+        // And through the tape, against finite differences.
+        gradCheck(inputs: [logits], "diceCE", eps: 1e-2, rtol: 3e-2, weighted: false) { t, v in
+            t.diceCELoss(logits: v[0], labels: labels)
+        }
+    }
+
+    func testChainedGradientsAccumulate() {
+        // A value used twice (x feeds both the conv and the residual add) sums its gradients.
+        gradCheck(inputs: [random([1, 2, 4, 4, 4], seed: 17), random([2, 2, 3, 3, 3], seed: 18)], "residual") { t, v in
+            t.add(t.prelu(t.instanceNorm(t.conv3d(v[0], weight: v[1], bias: nil, stride: [1, 1, 1], padding: [1, 1, 1])),
+                          weight: t.constant(Tensor(shape: [1], data: [0.25]))), v[0])
+        }
+    }
+}
+
+// MARK: - Helpers
+
+func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+    var rng = SplitMix64(seed: seed)
+    return Tensor(shape: shape, data: (0..<Tensor.elementCount(shape)).map { _ in Float(rng.nextUnit() * 2 - 1) * scale })
+}
+
+func assertClose(_ a: [Float], _ b: [Float], atol: Float, rtol: Float = 0, _ message: String = "",
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, "count \(message)", file: file, line: line)
+    guard a.count == b.count else { return }
+    var worst = 0, worstExcess: Float = -1
+    for i in 0..<a.count {
+        let excess = abs(a[i] - b[i]) - (atol + rtol * abs(b[i]))
+        if excess > worstExcess { worstExcess = excess; worst = i }
+    }
+    XCTAssertLessThanOrEqual(worstExcess, 0, "\(message): element \(worst): \(a[worst]) vs \(b[worst])", file: file, line: line)
+}
+
+/// Checks the tape's gradients of Σ r·f(inputs) (or f itself when `weighted` is false and f is
+/// a scalar) with respect to every input against central differences, on up to 24 elements per
+/// input. `atol` covers the Float32 noise of the differences (gradients that are exactly 0).
+func gradCheck(inputs: [Tensor], _ name: String, eps: Float = 5e-3, rtol: Float = 1e-2, atol: Float = 1e-4, weighted: Bool = true,
+               file: StaticString = #filePath, line: UInt = #line, _ f: (Tape, [Variable]) -> Variable) {
+    let tape = Tape()
+    let vars = inputs.map { tape.parameter($0) }
+    let out = f(tape, vars)
+    let r = weighted ? random(tape[out].shape, seed: 99) : Tensor(shape: tape[out].shape, repeating: 1)
+    let grads = tape.gradients(of: out, seed: r)
+    func objective(_ xs: [Tensor]) -> Double {
+        let t = Tape(recording: false)
+        let y = t[f(t, xs.map { t.constant($0) })]
+        var s = 0.0
+        for i in 0..<y.count { s += Double(y[flat: i]) * Double(r[flat: i]) }
+        return s
+    }
+    for (k, x) in inputs.enumerated() {
+        guard let g = grads[vars[k]] else { XCTFail("\(name): no gradient for input \(k)", file: file, line: line); continue }
+        XCTAssertEqual(g.shape, x.shape, "\(name): gradient shape of input \(k)", file: file, line: line)
+        var rng = SplitMix64(seed: UInt64(k + 1))
+        let picks = x.count <= 24 ? Array(0..<x.count) : (0..<24).map { _ in Int(rng.next() % UInt64(x.count)) }
+        let scale = max(1e-3, g.scalars.map { abs($0) }.max() ?? 0)
+        for i in picks {
+            var plus = inputs, minus = inputs
+            plus[k][flat: i] += eps
+            minus[k][flat: i] -= eps
+            let numeric = Float((objective(plus) - objective(minus)) / Double(2 * eps))
+            let analytic = g[flat: i]
+            XCTAssertLessThanOrEqual(abs(numeric - analytic), rtol * max(abs(numeric), 0.05 * scale) + atol,
+                                     "\(name): input \(k) element \(i): analytic \(analytic), numeric \(numeric)",
+                                     file: file, line: line)
+        }
+    }
+}
