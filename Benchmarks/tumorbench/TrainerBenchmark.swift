@@ -3,7 +3,7 @@ import Kernels
 
 /// One training step (forward + backward + AdamW update) of the reference U-Net at batch 1,
 /// 96³, against raw sgemm throughput measured in the same run.
-/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1]
+/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1] [--own-forward]
 enum TrainerBenchmark {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: Int) -> Int {
@@ -14,6 +14,8 @@ enum TrainerBenchmark {
         BLASCoreType.reexecIfUnrecognised()
         BLASThreads.count = threads
         AutogradParallel.threads = threads
+        KernelContext.threads = threads
+        ConvGeometry.useKernelsForward = !args.contains("--own-forward")
         let host = ProcessInfo.processInfo.hostName
         print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
         print("OpenBLAS core: \(BLASCoreType.current), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")

@@ -102,10 +102,23 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 
     /// y[b, co, p] = Σ W[co, k] col(x[b])[k, p] (+ bias). `weight` is [Cout, Cin, kD, kH, kW].
+    /// Runs on the kernels' tiled per-thread im2col+sgemm engine (`Tensor.conv3d`).
     public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && weight.shape == [outChannels, inChannels] + kernel,
                      "conv forward: input \(x.shape), weight \(weight.shape) do not match \(self)")
+        if ConvGeometry.useKernelsForward {
+            return x.conv3d(weight: weight, bias: bias, stride: stride, padding: .symmetric(padding))
+        }
+        return gemmForward(x, weight: weight, bias: bias)
+    }
+
+    /// Whether `forward` uses the kernels' engine (true) or this file's tile loop (benchmarks).
+    nonisolated(unsafe) public static var useKernelsForward = true
+
+    /// The same product with this file's im2col tiles and one multi-threaded sgemm per tile.
+    public func gemmForward(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let n = x.shape[0]
         var y = Tensor(uninitialized: [n, outChannels] + outSize)  // every element written by the GEMM (β = 0)
         let tile = tileColumns
         var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
