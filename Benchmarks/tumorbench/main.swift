@@ -6,15 +6,18 @@ import Kernels
 print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run -c release tumorbench`. !!!")
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.first == "wire" { try WireBenchmark.run(Array(arguments.dropFirst())); exit(0) }
-if arguments.first == "wire-send" { try WireSend.run(Array(arguments.dropFirst())); exit(0) }
-print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
-if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
-if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
-if arguments.first == "daemon" { try await DaemonBenchmark.main(Array(arguments.dropFirst())) }
-if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
-if arguments.first == "trainer" { TrainerBenchmark.run(Array(arguments.dropFirst())) }
-if arguments.first == "synthesis" { try SynthesisBenchmark.main(Array(arguments.dropFirst())) }
-if arguments.first == "imaging" { try ImagingBenchmark.run(Array(arguments.dropFirst())) }
-if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
-if arguments.first == "trainer-learn" { TrainerLearningRun.run(Array(arguments.dropFirst())) }
+let rest = Array(arguments.dropFirst())
+switch arguments.first {
+case "kernels": KernelsBenchmark.run(arguments: rest)
+case "networks": try NetworksBenchmark.main(rest)
+case "imaging": try ImagingBenchmark.run(rest)
+case "synthesis": try SynthesisBenchmark.main(rest)
+case "wire": try WireBenchmark.run(rest)
+case "wire-send": try WireSend.run(rest)
+case "daemon": try await DaemonBenchmark.main(rest)
+case "trainer": TrainerBenchmark.run(rest)
+case "trainer-learn": TrainerLearningRun.run(rest)
+default:
+    print("usage: tumorbench kernels|networks|imaging|synthesis|wire|wire-send|daemon|trainer|trainer-learn [options]")
+    exit(arguments.isEmpty ? 0 : 2)
+}
