@@ -73,6 +73,10 @@ final class NIfTIImage {
         try body(handle)
     }
 
+    /// Largest 3D volume accepted (2^31 voxels, 8 GiB as Float32): a corrupt header cannot make
+    /// the reader allocate without bound.
+    static let maxVoxels = 1 << 31
+
     /// libnifti prints diagnostics to stderr unless told otherwise; TumorStream reports its own errors.
     static let quietLibrary: Void = { nifti_set_debug_level(0) }()
 
@@ -159,6 +163,11 @@ final class NIfTIImage {
         let dims = withUnsafeBytes(of: n.dim) { raw in Array(raw.bindMemory(to: Int64.self)) }
         guard (1...3).allSatisfy({ dims[$0] >= 1 }) else {
             throw ImagingError(.badGeometry, path: path, "dimensions \(h.dimensions) are not positive")
+        }
+        let voxels = (1...3).reduce(1.0) { $0 * Double(dims[$1]) }
+        guard voxels <= Double(NIfTIImage.maxVoxels) else {
+            throw ImagingError(.badGeometry, path: path,
+                               "dimensions \(h.dimensions) give \(voxels) voxels, more than the limit of \(NIfTIImage.maxVoxels)")
         }
         let extra = (4...7).map { Int(dims[$0]) }.filter { $0 > 1 }
         if Int(n.ndim) > 3, !extra.isEmpty {

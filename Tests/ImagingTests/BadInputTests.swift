@@ -91,6 +91,14 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try NIfTI.readLabels(p).shape, [3, 4, 5])
     }
 
+    func testAbsurdDimensionsAreRefused() throws {
+        let dir = try TestData.temporaryDirectory(self)
+        var (p, d) = try smallNii(dir)
+        for o in [42, 44, 46] { setInt16(&d, o, 30000) }  // dim[1...3]
+        try d.write(to: URL(fileURLWithPath: p))
+        assertImagingError(.badGeometry, path: p, mentions: ["limit"]) { _ = try NIfTI.readLabels(p) }
+    }
+
     func testGridMismatch() throws {
         let dir = try TestData.temporaryDirectory(self)
         let ctPath = dir.appendingPathComponent("ct.nii.gz").path
