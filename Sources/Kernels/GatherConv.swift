@@ -144,9 +144,13 @@ func gatherConvolution(input x: UnsafePointer<Float>, channels cin: Int, inputDi
             defer { ring.deallocate() }
             let rowAcc = UnsafeMutablePointer<Float>.allocate(capacity: width)
             defer { rowAcc.deallocate() }
-            var sources = [UnsafePointer<Float>]()
-            sources.reserveCapacity(tD * tH)
-            var needed = [Bool](repeating: false, count: inputDims.0)
+            let sources = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: max(1, tD * tH))
+            defer { sources.deallocate() }
+            let needed = UnsafeMutablePointer<Bool>.allocate(capacity: max(1, inputDims.0))
+            defer { needed.deallocate() }
+            // Batched (tD == 1) mode: column block of each input plane in the GEMM result, or -1.
+            let batchSlot = UnsafeMutablePointer<Int>.allocate(capacity: max(1, inputDims.0))
+            defer { batchSlot.deallocate() }
             var item = worker
             while item < items {
                 let chunk = item % chunkCount, block = item / chunkCount
@@ -154,12 +158,12 @@ func gatherConvolution(input x: UnsafePointer<Float>, channels cin: Int, inputDi
                 let r0 = chunk * rowsPerChunk, r1 = min(dh.count, r0 + rowsPerChunk)
                 let (ihLo, ihHi) = chunkRows[chunk] ?? (0, -1)
                 let n = (ihHi - ihLo + 1) * width     // columns of this chunk's GEMM
-                for i in 0..<needed.count { needed[i] = false }
+                for i in 0..<inputDims.0 { needed[i] = false }
                 for q in qa..<qb { for td in 0..<tD { let id = Int(tDt[q * tD + td]); if id >= 0 { needed[id] = true } } }
 
                 // Partial results of input plane `id`: row `s` of the stacked taps starts at base(id) + s·ld.
                 var ld = n
-                var planeBase: (Int) -> UnsafeMutablePointer<Float> = { ring + ($0 % span) * m * n }
+                var batched = false
                 // Sums the partial rows of output plane position q into the output.
                 func emit(_ q: Int) {
                     let od = dd.coordinates[q]
@@ -167,33 +171,34 @@ func gatherConvolution(input x: UnsafePointer<Float>, channels cin: Int, inputDi
                         let b = bias?[co] ?? 0
                         let base = output + co * outSpatial + od * outPlane
                         for r in r0..<r1 {
-                            sources.removeAll(keepingCapacity: true)
+                            var count = 0
                             if k > 0 && n > 0 {
                                 for td in 0..<tD {
                                     let id = Int(tDt[q * tD + td])
                                     if id < 0 { continue }
-                                    let slotBase = planeBase(id)
+                                    let slotBase = batched ? ring + batchSlot[id] * n : ring + (id % span) * m * n
                                     for th in 0..<tH {
                                         let ih = Int(tHt[r * tH + th])
                                         if ih < 0 { continue }
-                                        sources.append(UnsafePointer(slotBase + ((td * tH + th) * cout + co) * ld + (ih - ihLo) * width))
+                                        sources[count] = UnsafePointer(slotBase + ((td * tH + th) * cout + co) * ld + (ih - ihLo) * width)
+                                        count += 1
                                     }
                                 }
                             }
                             let acc = direct ? base + r * width : rowAcc
-                            switch sources.count {
+                            switch count {
                             case 0: acc.update(repeating: b, count: width)
                             case 1: let s0 = sources[0]; for j in 0..<width { acc[j] = b + s0[j] }
                             default:
                                 let s0 = sources[0], s1 = sources[1]
                                 for j in 0..<width { acc[j] = b + s0[j] + s1[j] }
                                 var i = 2
-                                while i + 1 < sources.count {
+                                while i + 1 < count {
                                     let u = sources[i], v = sources[i + 1]
                                     for j in 0..<width { acc[j] += u[j] + v[j] }
                                     i += 2
                                 }
-                                if i < sources.count { let u = sources[i]; for j in 0..<width { acc[j] += u[j] } }
+                                if i < count { let u = sources[i]; for j in 0..<width { acc[j] += u[j] } }
                             }
                             if !direct {
                                 let row = base + cH[r] * outputDims.2
@@ -230,20 +235,18 @@ func gatherConvolution(input x: UnsafePointer<Float>, channels cin: Int, inputDi
                 var q = qa
                 if tD == 1 && k > 0 && n > 0 {
                     // Independent planes: im2col `batch` of them side by side, one GEMM, then emit.
-                    var slots = [Int: Int]()
                     while q < qb {
                         let q0 = q, qEnd = min(qb, q + batch)
                         var ids: [Int] = []
                         for qq in q0..<qEnd { if let r = ranges[qq], !ids.contains(r.0) { ids.append(r.0) } }
                         let ldc = ids.count * n
-                        slots.removeAll(keepingCapacity: true)
-                        for (j, id) in ids.enumerated() { im2col(id, col + j * n, ldc); slots[id] = j }
+                        for (j, id) in ids.enumerated() { im2col(id, col + j * n, ldc); batchSlot[id] = j }
                         if !ids.isEmpty {
                             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(ldc), Int32(k),
                                         1, a, Int32(k), col, Int32(ldc), 0, ring, Int32(ldc))
                         }
                         ld = ldc
-                        planeBase = { ring + slots[$0]! * n }
+                        batched = true
                         for qq in q0..<qEnd { emit(qq) }
                         q = qEnd
                     }
