@@ -6,4 +6,5 @@ print("!!! tumorbench is a DEBUG build: numbers are meaningless. Use `swift run 
 #endif
 let arguments = Array(CommandLine.arguments.dropFirst())
 print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
+if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
 if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }

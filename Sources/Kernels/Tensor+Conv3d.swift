@@ -24,20 +24,46 @@ extension Tensor {
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
         let cinG = cin / groups, coutG = cout / groups
-        let kSize = cinG * kernel.reduce(1, *)
+        let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
+        // Tap stacking (see gatherConvolution) pays off when D and H are not strided and Cin·kW is
+        // not tiny; otherwise use the plain im2col lowering.
+        let stacked = stride[0] == 1 && stride[1] == 1 && cinG * kW >= 8
+        let kSize = stacked ? cinG * kW : cinG * kD * kH * kW
+        let m = stacked ? kD * kH * coutG : coutG
+        var a: [Float]
+        if stacked {
+            // A[g][((td·kH + th)·coutG + co), ci·kW + tw] = w[g·coutG + co, ci, td, th, tw].
+            let wk = weight.scalars
+            a = [Float](repeating: 0, count: max(1, cout * cinG * kD * kH * kW))
+            for g in 0..<groups { for co in 0..<coutG { for ci in 0..<cinG { for td in 0..<kD { for th in 0..<kH {
+                let src: Int = ((((g * coutG + co) * cinG + ci) * kD + td) * kH + th) * kW
+                let row: Int = ((g * kD + td) * kH + th) * coutG + co
+                for tw in 0..<kW { a[row * kSize + ci * kW + tw] = wk[src + tw] }
+            }}}}}
+        } else {
+            a = weight.scalars
+        }
         withPointer { x in
-            weight.withPointer { wp in
+            a.withUnsafeBufferPointer { ap in
                 out.withMutablePointer { y in
+                    let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
                     for b in 0..<n {
                         for g in 0..<groups {
-                            gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
-                                              inputDims: (shape[2], shape[3], shape[4]), dims: dims,
-                                              weights: wp + g * coutG * kSize, outChannels: coutG,
-                                              output: y + (b * cout + g * coutG) * outSpatial,
-                                              outputDims: outDims, accumulate: false)
+                            let input = x + (b * cin + g * cinG) * inSpatial
+                            let weights = ap.baseAddress! + g * m * kSize
+                            let output = y + (b * cout + g * coutG) * outSpatial
+                            let inDims = (shape[2], shape[3], shape[4])
+                            if stacked {
+                                gatherConvolution(input: input, channels: cinG, inputDims: inDims, dims: dims,
+                                                  weights: weights, outChannels: coutG, bias: bp.map { $0 + g * coutG },
+                                                  output: output, outputDims: outDims)
+                            } else {
+                                im2colConvolution(input: input, channels: cinG, inputDims: inDims, dims: dims,
+                                                  weights: weights, outChannels: coutG, bias: bp.map { $0 + g * coutG },
+                                                  output: output, outputDims: outDims)
+                            }
                         }
                     }
-                    if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
                 }
             }
         }
@@ -71,7 +97,7 @@ extension Tensor {
         let outDims = (outSizes[0], outSizes[1], outSizes[2])
         let outSpatial = outSizes.reduce(1, *)
         let inSpatial = spatialCount
-        var out = Tensor(zeros: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
+        var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
         let wk = weight.scalars
         let kVol = kernel.reduce(1, *)
         withPointer { x in
@@ -82,34 +108,34 @@ extension Tensor {
                         GatherDim.transposedPhase(inputSize: inDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
                                                   stride: stride[$0], padding: padding[$0], phase: phase[$0])
                     }
-                    if dims.contains(where: { $0.count == 0 }) { continue }
+                    if dims.contains(where: { $0.count == 0 }) { continue }   // no output in this phase
                     let (tD, tH, tW) = (dims[0].taps, dims[1].taps, dims[2].taps)
                     let taps = tD * tH * tW
-                    let kSize = cinG * taps
-                    // A[g][co, (ci, jd, jh, jw)] = w[g·cinG + ci, co, pd + s·jd, ph + s·jh, pw + s·jw]
-                    var a = [Float](repeating: 0, count: max(1, groups * coutG * kSize))
+                    let kSize = cinG * tW, m = tD * tH * coutG
+                    // A[g][((jd·tH + jh)·coutG + co), ci·tW + jw] = w[g·cinG + ci, co, pd + s·jd, ph + s·jh, pw + s·jw]
+                    var a = [Float](repeating: 0, count: max(1, groups * coutG * cinG * taps))
                     for g in 0..<groups { for co in 0..<coutG { for ci in 0..<cinG {
                         for jd in 0..<tD { for jh in 0..<tH { for jw in 0..<tW {
                             let kd = pd + stride[0] * jd, kh = ph + stride[1] * jh, kw = pw + stride[2] * jw
                             let kOffset: Int = (kd * kernel[1] + kh) * kernel[2] + kw
                             let src: Int = ((g * cinG + ci) * coutG + co) * kVol + kOffset
-                            let tap: Int = (jd * tH + jh) * tW + jw
-                            a[((g * coutG + co) * cinG + ci) * taps + tap] = wk[src]
+                            let row: Int = ((g * tD + jd) * tH + jh) * coutG + co
+                            a[row * kSize + ci * tW + jw] = wk[src]
                         }}}
                     }}}
+                    let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
                     a.withUnsafeBufferPointer { ap in
                         for b in 0..<n {
                             for g in 0..<groups {
                                 gatherConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG,
                                                   inputDims: (inDims[0], inDims[1], inDims[2]), dims: dims,
-                                                  weights: ap.baseAddress! + g * coutG * kSize, outChannels: coutG,
-                                                  output: y + (b * cout + g * coutG) * outSpatial,
-                                                  outputDims: outDims, accumulate: false)
+                                                  weights: ap.baseAddress! + g * m * kSize, outChannels: coutG,
+                                                  bias: bp.map { $0 + g * coutG },
+                                                  output: y + (b * cout + g * coutG) * outSpatial, outputDims: outDims)
                             }
                         }
                     }
                 }}}
-                if let bias { bias.withPointer { addChannelBias(y, bias: $0, batch: n, channels: cout, inner: outSpatial) } }
             }
         }
         return out

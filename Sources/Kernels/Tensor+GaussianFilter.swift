@@ -40,18 +40,39 @@ extension Tensor {
         var out = Tensor(uninitialized: shape)
         // Index map of the padded line: position p ∈ 0..<n+2r reads input reflectIndex(p − r).
         let map = (0..<(n + 2 * radius)).map { Tensor.reflectIndex($0 - radius, n) }
+        let taps = weights.count
         withPointer { x in
             out.withMutablePointer { y in
-                KernelContext.parallelFor(outerCount * stride, minimumChunk: 64) { r in
-                    var line = [Float](repeating: 0, count: n + 2 * radius)
-                    for job in r {
-                        let o = job / stride, s = job % stride
-                        let base = o * n * stride + s
-                        for p in 0..<line.count { line[p] = x[base + map[p] * stride] }
-                        for i in 0..<n {
-                            var acc: Float = 0
-                            for t in 0..<weights.count { acc += weights[t] * line[i + t] }
-                            y[base + i * stride] = acc
+                if stride == 1 {
+                    // Last axis: copy each line with its reflected border, then correlate.
+                    KernelContext.parallelFor(outerCount, minimumChunk: 16) { r in
+                        var line = [Float](repeating: 0, count: n + 2 * radius)
+                        line.withUnsafeMutableBufferPointer { lp in
+                            for o in r {
+                                let base = o * n
+                                for p in 0..<lp.count { lp[p] = x[base + map[p]] }
+                                for i in 0..<n {
+                                    var acc: Float = 0
+                                    for t in 0..<taps { acc += weights[t] * lp[i + t] }
+                                    y[base + i] = acc
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    // Outer axes: whole contiguous rows of `stride` elements, weighted and summed.
+                    KernelContext.parallelFor(outerCount * n, minimumChunk: 4) { r in
+                        for job in r {
+                            let o = job / n, i = job % n
+                            let dst = y + (o * n + i) * stride
+                            let src0 = x + (o * n + map[i]) * stride
+                            let w0 = weights[0]
+                            for j in 0..<stride { dst[j] = w0 * src0[j] }
+                            for t in 1..<max(taps, 1) {
+                                let src = x + (o * n + map[i + t]) * stride
+                                let wt = weights[t]
+                                for j in 0..<stride { dst[j] += wt * src[j] }
+                            }
                         }
                     }
                 }

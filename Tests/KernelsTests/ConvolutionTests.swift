@@ -85,6 +85,11 @@ final class ConvolutionTests: XCTestCase {
             (2, 3, 1, [9, 8, 9], [7, 7, 7], [1, 1, 1], [3, 3, 3], [3, 3, 3]),
             (4, 6, 2, [5, 5, 6], [3, 3, 3], [1, 2, 1], [2, 0, 1], [0, 2, 1]),
             (1, 2, 1, [6, 7, 5], [2, 3, 4], [2, 3, 1], [1, 2, 0], [0, 1, 3]),
+            // Tap-stacked path (D, H unstrided, Cin·kW ≥ 8) with asymmetric padding, W stride, groups.
+            (3, 4, 1, [5, 6, 9], [3, 3, 3], [1, 1, 2], [2, 0, 1], [0, 2, 1]),
+            (6, 6, 3, [4, 5, 7], [3, 2, 4], [1, 1, 1], [1, 1, 2], [1, 0, 1]),
+            (9, 5, 1, [3, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
+            (4, 3, 1, [7, 3, 3], [4, 4, 4], [1, 1, 1], [2, 2, 2], [1, 1, 1]),
         ]
         for (cin, cout, groups, size, k, s, f, b) in cases {
             for mode in [PaddingMode.zero, .replicate] {
@@ -123,13 +128,27 @@ final class ConvolutionTests: XCTestCase {
         let x = rng.tensor([1, 3, 7, 6, 5])
         let w = rng.tensor([4, 3, 3, 3, 3])
         let full = x.conv3d(weight: w, padding: .uniform(1))
+        let w2 = rng.tensor([4, 3, 4, 4, 4])
+        let full2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
+        let wT = rng.tensor([3, 2, 4, 4, 4])
+        let fullT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
         let saved = KernelContext.im2colTileBytes
         KernelContext.im2colTileBytes = 1
         let tiled = x.conv3d(weight: w, padding: .uniform(1))
-        let tiledT = x.convTranspose3d(weight: rng.tensor([3, 2, 4, 4, 4]), stride: [2, 2, 2], padding: [1, 1, 1])
+        let tiled2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
+        let tiledT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
         KernelContext.im2colTileBytes = saved
-        assertClose(tiled, full, rtol: 1e-6, atol: 1e-6)
+        assertClose(tiled, full, rtol: 1e-5, atol: 1e-5)
+        assertClose(tiled2, full2, rtol: 1e-5, atol: 1e-5)
         XCTAssertEqual(tiledT.shape, [1, 2, 14, 12, 10])
+        assertClose(tiledT, fullT, rtol: 1e-5, atol: 1e-5)
+        // One thread gives the same result as two.
+        KernelContext.threads = 1
+        let single = x.conv3d(weight: w, padding: .uniform(1))
+        let singleT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
+        KernelContext.threads = 2
+        assertClose(single, full, rtol: 1e-5, atol: 1e-5)
+        assertClose(singleT, fullT, rtol: 1e-5, atol: 1e-5)
     }
 
     func testConvTranspose3dMatchesScatterDefinition() {
