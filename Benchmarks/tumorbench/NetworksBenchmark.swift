@@ -55,6 +55,8 @@ enum NetworksBenchmark {
         #if DEBUG
         print("!!! DEBUG build: numbers are meaningless; use `swift run -c release tumorbench networks` !!!")
         #endif
+        // Debian's OpenBLAS may not recognise this CPU and fall back to SSE3 kernels (see BLASCoreType).
+        BLASCoreType.reexecIfUnrecognised()
         var selected: [String] = []
         var runsOverride: Int? = nil
         var dir = "../shared/fixtures/difftumor"
@@ -116,7 +118,7 @@ enum NetworksBenchmark {
                 print("per-block ms: " + line.joined(separator: ", "))
             }
         }
-        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS threads \(BLASThreads.count), op threads \(NetworkOps.threads); load average \(loadAverage())")
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads); load average \(loadAverage())")
         let gemm = sgemmGFLOPs(runs: 10)
         print(String(format: "sgemm 1024^3 baseline: %.1f GFLOP/s", gemm))
         fflush(stdout)
