@@ -21,6 +21,3 @@ default:
     print("usage: tumorbench kernels|networks|imaging|synthesis|wire|wire-send|daemon|trainer|trainer-learn [options]")
     exit(arguments.isEmpty ? 0 : 2)
 }
-print("usage: tumorbench [kernels|networks|imaging|synthesis|wire|trainer]  (args: \(arguments))")
-if arguments.first == "kernels" { KernelsBenchmark.run(arguments: Array(arguments.dropFirst())) }
-if arguments.first == "networks" { try NetworksBenchmark.main(Array(arguments.dropFirst())) }
