@@ -1,6 +1,5 @@
 import ArgumentParser
 
-@main
 struct TumorD: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tumord",
