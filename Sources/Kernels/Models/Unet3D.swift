@@ -28,7 +28,7 @@ public final class Unet3D {
             self.stride = stride; self.pad = pad
         }
         func callAsFunction(_ x: Tensor) -> Tensor {
-            NetworkOps.conv3d(x, weight: weight, bias: bias, stride: stride, padFront: pad, mode: .zeros)
+            x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
         }
     }
 

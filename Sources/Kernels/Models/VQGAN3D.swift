@@ -16,8 +16,9 @@ public struct SamePadConv3d {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let k = weight.shape[2], p = k - stride
         let front = (p + 1) / 2, back = p / 2
-        return NetworkOps.conv3d(x, weight: weight, bias: bias, stride: [stride, stride, stride],
-                                 padFront: [front, front, front], padBack: [back, back, back], mode: .replicate)
+        // The Kernels convolution (tap-stacked lowering) with the reference's replicate padding.
+        return x.conv3d(weight: weight, bias: bias, stride: [stride, stride, stride],
+                        padding: Padding3d(front: [front, front, front], back: [back, back, back], mode: .replicate))
     }
 }
 
