@@ -5,7 +5,7 @@ import Kernels
 /// A longer training run on phantom-like volumes (organ ellipsoid with texture, 0–2 spherical
 /// tumors of low contrast, noise), then tumor/organ DSC and NSD on held-out volumes by
 /// sliding-window inference. Usage:
-/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor] [--save DIR]
+/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor] [--save DIR] [--resume DIR] [--heldout-size N]
 /// (`--always-tumor`: every training patch holds 1–2 tumors instead of 0–2; `--save`: checkpoint
 /// folder for the trained model. Held-out volumes are twice the patch size with the organ at
 /// the training scale.)
@@ -24,11 +24,18 @@ enum TrainerLearningRun {
         AutogradParallel.threads = 2
         let config = TrainerConfig(unet: UNetConfig(channels: channels, strides: Array(repeating: 2, count: channels.count - 1)),
                                    schedule: LRSchedule(baseLR: lr, warmupSteps: 20, totalSteps: steps), seed: 7)
-        let trainer = SegmentationTrainer(config: config)
+        let trainer: SegmentationTrainer
+        if let i = args.firstIndex(of: "--resume"), i + 1 < args.count,
+           let t = try? SegmentationTrainer(resumingFrom: URL(fileURLWithPath: args[i + 1])) {
+            trainer = t
+        } else {
+            trainer = SegmentationTrainer(config: config)
+        }
+        let heldOutSize = Int(opt("--heldout-size", String(2 * patch)))!
         var rng = SplitMix64(seed: 11)
         let t0 = Date()
         var window: [Float] = []
-        for s in 1...steps {
+        for s in stride(from: trainer.stepCount + 1, through: steps, by: 1) {
             let samples = (0..<batch).map { _ -> TrainingSample in
                 let tumors: Int? = alwaysTumor ? 1 + Int(rng.next() % 2) : nil
                 let (ct, label) = PhantomVolume.make(size: patch, rng: &rng, tumors: tumors)
@@ -43,7 +50,7 @@ enum TrainerLearningRun {
         }
         var heldOut = SplitMix64(seed: 999)
         let cases = (0..<4).map { _ -> (ct: Volume, label: LabelVolume) in
-            let n = 2 * patch
+            let n = heldOutSize
             let (ct, label) = PhantomVolume.make(size: n, rng: &heldOut, tumors: 2, organScale: patch)
             let affine = Affine.diagonal(spacing: [1, 1, 1])
             return (Volume(voxels: Tensor(shape: [n, n, n], data: ct), affine: affine), LabelVolume(labels: label, shape: [n, n, n], affine: affine))
