@@ -5,8 +5,10 @@ import Kernels
 /// A longer training run on phantom-like volumes (organ ellipsoid with texture, 0–2 spherical
 /// tumors of low contrast, noise), then tumor/organ DSC and NSD on held-out volumes by
 /// sliding-window inference. Usage:
-/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor]
-/// (`--always-tumor`: every training patch holds 1–2 tumors instead of 0–2.)
+/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor] [--save DIR] [--resume DIR] [--heldout-size N]
+/// (`--always-tumor`: every training patch holds 1–2 tumors instead of 0–2; `--save`: checkpoint
+/// folder for the trained model. Held-out volumes are twice the patch size with the organ at
+/// the training scale.)
 enum TrainerLearningRun {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: String) -> String {
@@ -22,11 +24,18 @@ enum TrainerLearningRun {
         AutogradParallel.threads = 2
         let config = TrainerConfig(unet: UNetConfig(channels: channels, strides: Array(repeating: 2, count: channels.count - 1)),
                                    schedule: LRSchedule(baseLR: lr, warmupSteps: 20, totalSteps: steps), seed: 7)
-        let trainer = SegmentationTrainer(config: config)
+        let trainer: SegmentationTrainer
+        if let i = args.firstIndex(of: "--resume"), i + 1 < args.count,
+           let t = try? SegmentationTrainer(resumingFrom: URL(fileURLWithPath: args[i + 1])) {
+            trainer = t
+        } else {
+            trainer = SegmentationTrainer(config: config)
+        }
+        let heldOutSize = Int(opt("--heldout-size", String(2 * patch)))!
         var rng = SplitMix64(seed: 11)
         let t0 = Date()
         var window: [Float] = []
-        for s in 1...steps {
+        for s in stride(from: trainer.stepCount + 1, through: steps, by: 1) {
             let samples = (0..<batch).map { _ -> TrainingSample in
                 let tumors: Int? = alwaysTumor ? 1 + Int(rng.next() % 2) : nil
                 let (ct, label) = PhantomVolume.make(size: patch, rng: &rng, tumors: tumors)
@@ -41,10 +50,13 @@ enum TrainerLearningRun {
         }
         var heldOut = SplitMix64(seed: 999)
         let cases = (0..<4).map { _ -> (ct: Volume, label: LabelVolume) in
-            let n = 2 * patch
-            let (ct, label) = PhantomVolume.make(size: n, rng: &heldOut, tumors: 2)
+            let n = heldOutSize
+            let (ct, label) = PhantomVolume.make(size: n, rng: &heldOut, tumors: 2, organScale: patch)
             let affine = Affine.diagonal(spacing: [1, 1, 1])
             return (Volume(voxels: Tensor(shape: [n, n, n], data: ct), affine: affine), LabelVolume(labels: label, shape: [n, n, n], affine: affine))
+        }
+        if let i = args.firstIndex(of: "--save"), i + 1 < args.count {
+            try? trainer.saveCheckpoint(to: URL(fileURLWithPath: args[i + 1]))
         }
         let result = trainer.validate(cases: cases, window: SlidingWindow(roiSize: [patch, patch, patch], overlap: 0.5))
         for (i, c) in result.perCase.enumerated() { print("held-out case \(i): \(c.map(\.description).joined(separator: "; "))") }
@@ -55,10 +67,13 @@ enum TrainerLearningRun {
 /// Phantom-like volumes: soft-tissue background with noise, an organ ellipsoid with a smooth
 /// texture, and spherical tumors inside it darker by 0.08–0.15 (≈ 35–65 HU on the [0, 1] window).
 enum PhantomVolume {
-    static func make(size n: Int, rng: inout SplitMix64, tumors: Int? = nil) -> ([Float], [UInt8]) {
+    /// `organScale` (default `n`) sets the organ size in voxels, so that larger held-out volumes
+    /// keep the training patches' physical scale and only add surroundings.
+    static func make(size n: Int, rng: inout SplitMix64, tumors: Int? = nil, organScale: Int? = nil) -> ([Float], [UInt8]) {
         func u(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * rng.nextUnit() }
-        let c = (u(0.4, 0.6) * Double(n), u(0.4, 0.6) * Double(n), u(0.4, 0.6) * Double(n))
-        let r = (u(0.28, 0.4) * Double(n), u(0.28, 0.4) * Double(n), u(0.25, 0.35) * Double(n))
+        let m = Double(organScale ?? n), half = Double(n) / 2
+        let c = (half + u(-0.1, 0.1) * m, half + u(-0.1, 0.1) * m, half + u(-0.1, 0.1) * m)
+        let r = (u(0.28, 0.4) * m, u(0.28, 0.4) * m, u(0.25, 0.35) * m)
         let count = tumors ?? Int(rng.next() % 3)
         var ts: [(Double, Double, Double, Double, Double)] = []
         for _ in 0..<count {
