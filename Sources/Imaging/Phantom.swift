@@ -101,7 +101,7 @@ struct Anatomy {
         self.seed = seed
         self.shape = shape
         hx = Double(shape[0]) / 2; hy = Double(shape[1]) / 2; hz = Double(shape[2]) / 2
-        var rng = PhantomRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         func jitter(_ v: Double, _ frac: Double) -> Double { v * (1 + frac * (2 * rng.nextUnit() - 1)) }
         // Everything below is in mm relative to the grid centre, scaled by the half extents
         // (the default 200×160×160 grid gives hx=100, hy=80, hz=80).
@@ -213,7 +213,7 @@ struct Anatomy {
         h ^= UInt64(bitPattern: Int64(a)) &* 0xBF58_476D_1CE4_E5B9
         h ^= UInt64(bitPattern: Int64(b)) &* 0x94D0_49BB_1331_11EB
         h ^= UInt64(bitPattern: Int64(c)) &* 0x2545_F491_4F6C_DD1D
-        return PhantomRandom.mix(h)
+        return SplitMix64.mix(h)
     }
 
     @inline(__always) func unit(_ h: UInt64) -> Double { Double(h >> 11) * (1.0 / 9_007_199_254_740_992.0) }
@@ -221,7 +221,7 @@ struct Anatomy {
     /// Per-voxel standard normal (Box-Muller on two hashed uniforms).
     @inline(__always) func gaussian(_ i: Int, _ j: Int, _ k: Int) -> Float {
         let h = hash(i, j, k, 0)
-        let u1 = max(unit(h), 1e-12), u2 = unit(PhantomRandom.mix(h ^ 0x5851_F42D_4C95_7F2D))
+        let u1 = max(unit(h), 1e-12), u2 = unit(SplitMix64.mix(h ^ 0x5851_F42D_4C95_7F2D))
         return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
     }
 
@@ -245,24 +245,3 @@ struct Anatomy {
 
 import Foundation
 
-/// SplitMix64 (Steele, Lea, Flood 2014): the phantom's small seeded generator. Internal so it
-/// does not clash with the generators other modules export.
-struct PhantomRandom: RandomNumberGenerator, Sendable {
-    private(set) var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    @inline(__always) static func mix(_ z0: UInt64) -> UInt64 {
-        var z = z0
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return PhantomRandom.mix(state)
-    }
-
-    /// Uniform in [0, 1).
-    mutating func nextUnit() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
-}

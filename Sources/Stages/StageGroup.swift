@@ -11,6 +11,9 @@ public final class StageGroup: @unchecked Sendable {
     private var shutdown = false
     private var hardStop = false
     private var running: Int
+    /// Replicas that have not yet passed `memberStopping()`; claimed under the lock so that exactly
+    /// one replica (the last to stop emitting) sends the group's end-of-stream.
+    private var notYetStopping: Int
     private var emitted: UInt64 = 0
     private var lostMessages: UInt64 = 0
     private var failure: Error?
@@ -20,6 +23,7 @@ public final class StageGroup: @unchecked Sendable {
     init(name: String, members: Int, expectedEndOfStreams: Int, idleTimeout: Double, drainTimeout: Double) {
         self.name = name
         self.running = members
+        self.notYetStopping = members
         self.drain = DrainStateMachine(expectedEndOfStreams: max(expectedEndOfStreams, 1), idleTimeout: idleTimeout,
                                        drainTimeout: drainTimeout, now: StageGroup.now())
     }
@@ -66,8 +70,15 @@ public final class StageGroup: @unchecked Sendable {
         if already.0 { body(already.1) }
     }
 
-    /// A replica stopped. Returns true for the last one (it sends the group's end-of-stream).
-    func memberStopping() -> Bool { locked { running == 1 } }
+    /// A replica stopped emitting. Returns true for exactly one replica, the last (it sends the
+    /// group's end-of-stream once every replica's patches are out). Replicas that finish in the
+    /// same instant must not both see themselves as "not last", or no marker is ever sent.
+    func memberStopping() -> Bool {
+        locked {
+            notYetStopping -= 1
+            return notYetStopping == 0
+        }
+    }
 
     func memberFinished(error: Error?) {
         let callbacks: ([(Error?) -> Void], Error?) = locked {

@@ -1,3 +1,4 @@
+import Kernels
 /// The random generator of synthesis: xoshiro256** (Blackman & Vigna) seeded through SplitMix64.
 ///
 /// Every draw of a patch (crop centre, synthesis decision, tumor type, radii, elastic
@@ -14,7 +15,7 @@ public struct SynthRandom {
 
     public init(seed: UInt64) {
         self.recordedSeed = seed
-        var sm = SplitMix64(state: seed)
+        var sm = SplitMix64(seed: seed)
         s0 = sm.next(); s1 = sm.next(); s2 = sm.next(); s3 = sm.next()
         if s0 | s1 | s2 | s3 == 0 { s0 = 0x9E37_79B9_7F4A_7C15 }  // the all-zero state is forbidden
     }
@@ -22,7 +23,7 @@ public struct SynthRandom {
     /// A per-patch seed derived from a run seed and a patch index (SplitMix64 finaliser of both),
     /// so patch `i` of run `s` can be re-synthesized without replaying patches `0..<i`.
     public static func patchSeed(run: UInt64, index: UInt64) -> UInt64 {
-        var sm = SplitMix64(state: run ^ (index &* 0xD1B5_4A32_D192_ED03))
+        var sm = SplitMix64(seed: run ^ (index &* 0xD1B5_4A32_D192_ED03))
         _ = sm.next()
         return sm.next()
     }
@@ -99,18 +100,6 @@ public struct SynthRandom {
     }
 }
 
-/// SplitMix64 (Steele, Lea & Flood): used to expand a 64-bit seed into generator state.
-public struct SplitMix64 {
-    public var state: UInt64
-    public init(state: UInt64) { self.state = state }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import XCTest
 import Synthesis
+import Kernels
 
 final class SynthRandomTests: XCTestCase {
     func testSameSeedSameStream() {
@@ -11,7 +12,7 @@ final class SynthRandomTests: XCTestCase {
 
     /// SplitMix64 published reference output for seed 1234567 (first value).
     func testSplitMix64KnownValue() {
-        var s = SplitMix64(state: 1234567)
+        var s = SplitMix64(seed: 1234567)
         XCTAssertEqual(s.next(), 6457827717110365317)
     }
 

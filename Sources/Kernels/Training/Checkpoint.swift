@@ -69,51 +69,19 @@ public struct CheckpointError: Error, CustomStringConvertible {
     public var description: String { "checkpoint \(path) \(problem)" }
 }
 
-/// The safetensors format for F32 tensors (8-byte little-endian header length, JSON header
-/// `{name: {dtype, shape, data_offsets}}`, raw data), enough for the trainer's checkpoints.
+/// Checkpoint files go through the package's one safetensors implementation (Weights/Safetensors.swift).
 enum SafetensorsFile {
     static func write(_ items: [(String, Tensor)], to url: URL) throws {
-        var header: [String: Any] = ["__metadata__": ["format": "pt"]]
-        var offset = 0
-        for (name, t) in items {
-            header[name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + 4 * t.count]]
-            offset += 4 * t.count
-        }
-        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-        while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(json)
-        for (_, t) in items { t.withUnsafeBufferPointer { data.append(UnsafeBufferPointer(start: $0.baseAddress, count: $0.count)) } }
-        try data.write(to: url, options: .atomic)
+        try Safetensors.write(items.map { Safetensors.Item($0.0, $0.1) }, to: url.path, metadata: ["format": "pt"])
     }
 
     static func read(_ url: URL) throws -> [String: Tensor] {
-        func fail(_ problem: String) -> CheckpointError { CheckpointError(path: url.path, problem: problem) }
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw fail("cannot be read: \(error.localizedDescription)") }
-        guard data.count >= 8 else { throw fail("is shorter than the 8-byte safetensors header length") }
-        let n = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        guard n <= UInt64(data.count - 8) else { throw fail("declares a \(n)-byte header in a \(data.count)-byte file") }
-        let body = data.dropFirst(8 + Int(n))
-        guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + Int(n)))) as? [String: Any] else {
-            throw fail("has an unreadable JSON header")
+        let dict: StateDict
+        do { dict = try Safetensors.read(path: url.path) } catch {
+            throw CheckpointError(path: url.path, problem: "is not a readable safetensors file (\(error))")
         }
         var out: [String: Tensor] = [:]
-        for (name, value) in header where name != "__metadata__" {
-            guard let e = value as? [String: Any], let dtype = e["dtype"] as? String, let shape = e["shape"] as? [Int],
-                  let offsets = e["data_offsets"] as? [Int], offsets.count == 2 else { throw fail("entry \(name) is malformed") }
-            guard dtype == "F32" else { throw fail("entry \(name) has dtype \(dtype); the trainer reads F32 only") }
-            let count = Tensor.elementCount(shape)
-            guard offsets[1] - offsets[0] == 4 * count, offsets[0] >= 0, offsets[1] <= body.count else {
-                throw fail("entry \(name) has offsets \(offsets) for shape \(shape) in \(body.count) data bytes")
-            }
-            var t = Tensor(uninitialized: shape)
-            t.withUnsafeMutableBufferPointer { p in
-                _ = body.dropFirst(offsets[0]).prefix(4 * count).copyBytes(to: UnsafeMutableRawBufferPointer(p))
-            }
-            out[name] = t
-        }
+        for key in dict.keys { out[key] = try dict.tensor(key) }
         return out
     }
 }
