@@ -18,31 +18,15 @@ public enum Blender {
         let dims = Array(t.shape.suffix(3))
         precondition(dims.count == 3 && Tensor.elementCount(dims) == t.count,
                      "fromNetworkLayout expects (…, Z, X, Y) with one volume, got \(t.shape)")
-        let nz = dims[0], nx = dims[1], ny = dims[2]
-        var out = Tensor(uninitialized: [nx, ny, nz])
-        t.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { d in
-                for z in 0..<nz { for x in 0..<nx { for y in 0..<ny {
-                    d[(x * ny + y) * nz + z] = s[(z * nx + x) * ny + y]
-                } } }
-            }
-        }
-        return out
+        let volume = DiffTumorLayout.toPipeline(t.reshaped([1, 1] + dims))
+        return volume.reshaped(Array(volume.shape.suffix(3)))
     }
 
     /// The reference's `permute(0,1,-1,-3,-2)`: (X, Y, Z) → (Z, X, Y).
     public static func toNetworkLayout(_ t: Tensor) -> Tensor {
         precondition(t.rank == 3, "toNetworkLayout expects (X, Y, Z), got \(t.shape)")
-        let nx = t.shape[0], ny = t.shape[1], nz = t.shape[2]
-        var out = Tensor(uninitialized: [nz, nx, ny])
-        t.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { d in
-                for x in 0..<nx { for y in 0..<ny { for z in 0..<nz {
-                    d[(z * nx + x) * ny + y] = s[(x * ny + y) * nz + z]
-                } } }
-            }
-        }
-        return out
+        let network = DiffTumorLayout.toNetwork(t.reshaped([1, 1] + t.shape))
+        return network.reshaped(Array(network.shape.suffix(3)))
     }
 
     /// gaussian_filter of a binary mask (as Float), computed only over the mask's bounding box

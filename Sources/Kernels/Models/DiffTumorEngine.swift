@@ -38,31 +38,6 @@ public enum DiffTumorLayout {
         }
         return out
     }
-
-    /// `F.interpolate(x, size:)` with mode "nearest": source index floor(i · in / out) per axis.
-    public static func nearestResize(_ x: Tensor, to size: [Int]) -> Tensor {
-        let (B, C, D, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-        let (d, h, w) = (size[0], size[1], size[2])
-        var out = Tensor(uninitialized: [B, C, d, h, w])
-        let sd = Float(D) / Float(d), sh = Float(H) / Float(h), sw = Float(W) / Float(w)
-        x.withUnsafeBufferPointer { s in
-            out.withUnsafeMutableBufferPointer { o in
-                for bc in 0..<(B * C) {
-                    for z in 0..<d {
-                        let iz = min(Int(Float(z) * sd), D - 1)
-                        for y in 0..<h {
-                            let iy = min(Int(Float(y) * sh), H - 1)
-                            for xx in 0..<w {
-                                let ix = min(Int(Float(xx) * sw), W - 1)
-                                o[((bc * d + z) * h + y) * w + xx] = s[((bc * D + iz) * H + iy) * W + ix]
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return out
-    }
 }
 
 /// Seeded standard-normal noise (xoshiro256** + Box-Muller), reproducible from the patch seed.
@@ -167,7 +142,7 @@ public final class DiffTumorEngine {
             }
         }
         let latent = normalize(autoencoder.encode(DiffTumorLayout.toNetwork(masked)))
-        let cc = DiffTumorLayout.nearestResize(DiffTumorLayout.toNetwork(m), to: Array(latent.shape.dropFirst(2)))
+        let cc = DiffTumorLayout.toNetwork(m).interpolateNearest(size: Array(latent.shape.dropFirst(2)))
         return NetworkOps.concatChannels(latent, cc)
     }
 
