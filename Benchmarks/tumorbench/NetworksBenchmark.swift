@@ -107,16 +107,7 @@ enum NetworksBenchmark {
         ]
 
         if selected.contains("unet-profile") {
-            for _ in 0..<3 {
-                var last = DispatchTime.now().uptimeNanoseconds
-                var line: [String] = []
-                _ = engine.noearly!.denoiser(xT, cond: cond, timesteps: [197], taps: { name, _ in
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    line.append(String(format: "%@ %.0f", name, Double(now - last) / 1e6))
-                    last = now
-                })
-                print("per-block ms: " + line.joined(separator: ", "))
-            }
+            UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)
         }
         print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads); load average \(loadAverage())")
         let gemm = sgemmGFLOPs(runs: 10)

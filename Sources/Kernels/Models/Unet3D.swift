@@ -103,30 +103,19 @@ public final class Unet3D {
             toOutBias = try sd.tensor(p + "fn.fn.to_out.bias", shape: [dim])
             self.heads = heads; self.dimHead = dimHead
         }
-        func callAsFunction(_ x: Tensor) -> Tensor {
+        func callAsFunction(_ x: Tensor, scratch: UnetScratch) -> Tensor {
             let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-            let N = F * H * W, hidden = heads * dimHead
-            let xn = NetworkOps.channelLayerNorm(x, gamma: gamma)
             var out = x
-            var qkv = [Float](repeating: 0, count: 3 * hidden * N)
-            var o = [Float](repeating: 0, count: hidden * N)
-            xn.withUnsafeBufferPointer { xp in
-                toQKV.withUnsafeBufferPointer { wq in
-                    toOut.withUnsafeBufferPointer { wo in
-                        out.withUnsafeMutableBufferPointer { op in
-                            qkv.withUnsafeMutableBufferPointer { qp in
-                                o.withUnsafeMutableBufferPointer { oo in
-                                    for b in 0..<B {
-                                        NetworkOps.sgemm(transA: false, transB: false, M: 3 * hidden, N: N, K: C, A: wq.baseAddress!, lda: C,
-                                                         B: xp.baseAddress! + b * C * N, ldb: N, beta: 0, C: qp.baseAddress!, ldc: N)
-                                        AttentionOps.linearAttention(qkv: qp.baseAddress!, out: oo.baseAddress!, frames: F, positions: H * W,
-                                                                     heads: heads, dimHead: dimHead)
-                                        let y = op.baseAddress! + b * C * N
-                                        let bias = toOutBias.scalars
-                                        for c in 0..<C { let r = y + c * N; let bv = bias[c]; for i in 0..<N { r[i] += bv } }
-                                        NetworkOps.sgemm(transA: false, transB: false, M: C, N: N, K: hidden, A: wo.baseAddress!, lda: hidden,
-                                                         B: oo.baseAddress!, ldb: N, beta: 1, C: y, ldc: N)
-                                    }
+            x.withUnsafeBufferPointer { xp in
+                out.withUnsafeMutableBufferPointer { op in
+                    gamma.withUnsafeBufferPointer { g in
+                        toQKV.withUnsafeBufferPointer { wq in
+                            toOut.withUnsafeBufferPointer { wo in
+                                toOutBias.withUnsafeBufferPointer { bo in
+                                    UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                                positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
+                                                                wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: dimHead,
+                                                                scratch: scratch, workers: NetworkOps.threads)
                                 }
                             }
                         }
@@ -157,9 +146,31 @@ public final class Unet3D {
             }
             self.heads = heads; self.dimHead = dimHead; self.temporal = temporal
         }
-        func callAsFunction(_ x: Tensor, bias: [Float]?) -> Tensor {
+        func callAsFunction(_ x: Tensor, bias: [Float]?, scratch: UnetScratch) -> Tensor {
             let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
             let P = H * W, N = F * P, hidden = heads * dimHead
+            if temporal {
+                var out = x
+                let rotary = freqs.map { AttentionOps.Rotary(freqs: $0, positions: F) }
+                x.withUnsafeBufferPointer { xp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        gamma.withUnsafeBufferPointer { g in
+                            toQKV.withUnsafeBufferPointer { wq in
+                                toOut.withUnsafeBufferPointer { wo in
+                                    let run = { (bp: UnsafePointer<Float>?) in
+                                        UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                               positions: P, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
+                                                               heads: heads, dimHead: dimHead, rotary: rotary, bias: bp,
+                                                               scratch: scratch, workers: NetworkOps.threads)
+                                    }
+                                    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                                }
+                            }
+                        }
+                    }
+                }
+                return out
+            }
             let xn = NetworkOps.channelLayerNorm(x, gamma: gamma)
             var out = x
             var qkvT = [Float](repeating: 0, count: N * 3 * hidden)
@@ -215,6 +226,8 @@ public final class Unet3D {
     let finalBlock: ResnetBlock, finalConv: Conv
     /// `RelativePositionBias(max_distance=32)` as the Unet3D constructor sets it.
     public let maxDistance = 32
+    /// Attention scratch memory, reused across forward passes (one per concurrent pass).
+    let scratchPool = UnetScratchPool()
 
     public static func inferArchitecture(_ sd: StateDict) throws -> Architecture {
         func shape(_ k: String) throws -> [Int] {
@@ -321,11 +334,13 @@ public final class Unet3D {
         precondition(timesteps.count == x.shape[0], "Unet3D: \(timesteps.count) timesteps for batch \(x.shape[0])")
         let F = x.shape[2]
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
+        let scratch = scratchPool.take()
+        defer { scratchPool.give(scratch) }
         var h = NetworkOps.concatChannels(x, cond)
         h = initConv(h)
         taps?("init_conv", h)
         let r = h
-        h = initTemporal(h, bias: bias)
+        h = initTemporal(h, bias: bias, scratch: scratch)
         taps?("init_temporal_attn", h)
         let t = timeEmbedding(timesteps)
         taps?("time_mlp", t)
@@ -333,21 +348,21 @@ public final class Unet3D {
         for (i, level) in downs.enumerated() {
             h = level.block1(h, t); taps?("downs.\(i).0", h)
             h = level.block2(h, t); taps?("downs.\(i).1", h)
-            h = level.spatial(h); taps?("downs.\(i).2", h)
-            h = level.temporal(h, bias: bias); taps?("downs.\(i).3", h)
+            h = level.spatial(h, scratch: scratch); taps?("downs.\(i).2", h)
+            h = level.temporal(h, bias: bias, scratch: scratch); taps?("downs.\(i).3", h)
             skips.append(h)
             if let down = level.resample { h = down(h); taps?("downs.\(i).4", h) }
         }
         h = mid1(h, t); taps?("mid_block1", h)
-        h = midSpatial(h, bias: nil); taps?("mid_spatial_attn", h)
-        h = midTemporal(h, bias: bias); taps?("mid_temporal_attn", h)
+        h = midSpatial(h, bias: nil, scratch: scratch); taps?("mid_spatial_attn", h)
+        h = midTemporal(h, bias: bias, scratch: scratch); taps?("mid_temporal_attn", h)
         h = mid2(h, t); taps?("mid_block2", h)
         for (i, level) in ups.enumerated() {
             h = NetworkOps.concatChannels(h, skips.removeLast())
             h = level.block1(h, t); taps?("ups.\(i).0", h)
             h = level.block2(h, t); taps?("ups.\(i).1", h)
-            h = level.spatial(h); taps?("ups.\(i).2", h)
-            h = level.temporal(h, bias: bias); taps?("ups.\(i).3", h)
+            h = level.spatial(h, scratch: scratch); taps?("ups.\(i).2", h)
+            h = level.temporal(h, bias: bias, scratch: scratch); taps?("ups.\(i).3", h)
             if let (w, b) = level.upsample {
                 h = NetworkOps.convTranspose3d(h, weight: w, bias: b, stride: [1, 2, 2], padding: [0, 1, 1])
                 taps?("ups.\(i).4", h)

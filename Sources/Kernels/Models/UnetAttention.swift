@@ -1,0 +1,339 @@
+import COpenBLAS
+import Foundation
+
+/// Scratch memory of one Unet3D forward pass: one block of floats per worker, grown on demand and
+/// reused by every attention block of the pass (and, through `UnetScratchPool`, by later passes).
+final class UnetScratch {
+    private(set) var blocks: [UnsafeMutablePointer<Float>] = []
+    private(set) var capacity = 0
+
+    /// Worker `w`'s block of at least `count` floats (contents undefined).
+    func prepare(workers: Int, count: Int) {
+        if count > capacity || workers > blocks.count {
+            for b in blocks { b.deallocate() }
+            capacity = max(count, capacity)
+            blocks = (0..<max(workers, blocks.count)).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: capacity) }
+        }
+    }
+
+    deinit { for b in blocks { b.deallocate() } }
+}
+
+/// Scratch blocks kept between forward passes; concurrent passes each take their own.
+final class UnetScratchPool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [UnetScratch] = []
+
+    func take() -> UnetScratch {
+        lock.lock(); defer { lock.unlock() }
+        return free.popLast() ?? UnetScratch()
+    }
+
+    func give(_ s: UnetScratch) {
+        lock.lock(); defer { lock.unlock() }
+        if free.count < 4 { free.append(s) }
+    }
+}
+
+/// Dynamic work sharing for the attention blocks: `workers` threads take task indices in turn, each
+/// running its GEMMs through single-threaded OpenBLAS (no OpenBLAS threads spinning between the many
+/// small GEMMs); the thread budget is `NetworkOps.threads`.
+enum UnetParallel {
+    private final class Counter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var next = 0
+        func take(below n: Int) -> Int? {
+            lock.lock(); defer { lock.unlock() }
+            guard next < n else { return nil }
+            next += 1
+            return next - 1
+        }
+    }
+
+    static func run(tasks: Int, workers: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
+        let w = min(workers, tasks)
+        if w <= 1 {
+            for t in 0..<tasks { body(t, 0) }
+            return
+        }
+        let saved = BLASThreads.count
+        if saved != 1 { BLASThreads.count = 1 }
+        defer { if saved != 1 { BLASThreads.count = saved } }
+        let counter = Counter()
+        DispatchQueue.concurrentPerform(iterations: w) { worker in
+            while let t = counter.take(below: tasks) { body(t, worker) }
+        }
+    }
+}
+
+/// The attention blocks of the video-diffusion UNet, each fused into one pass over tiles that stay
+/// in cache: channel LayerNorm, the QKV projection (one GEMM per tile), the attention core, the
+/// output projection and the residual add.
+enum UnetAttention {
+    typealias P = UnsafeMutablePointer<Float>
+
+    /// Channel LayerNorm (gain only, eps 1e-5) of `count` contiguous columns: `src[c·srcStride + i]`
+    /// → `dst[c·dstStride + i]`, statistics over c at each column.
+    @inline(__always)
+    static func layerNormColumns(_ src: UnsafePointer<Float>, srcStride: Int, _ dst: P, dstStride: Int, channels C: Int,
+                                 count: Int, gamma: UnsafePointer<Float>, eps: Float = 1e-5) {
+        let rs = UnsafeRawPointer(src), rd = UnsafeMutableRawPointer(dst)
+        let invC = Float(C)
+        var i = 0
+        while i + 8 <= count {
+            var mean = SIMD8<Float>.zero
+            for c in 0..<C { mean += rs.loadUnaligned(fromByteOffset: 4 * (c * srcStride + i), as: SIMD8<Float>.self) }
+            mean /= invC
+            var v = SIMD8<Float>.zero
+            for c in 0..<C {
+                let d = rs.loadUnaligned(fromByteOffset: 4 * (c * srcStride + i), as: SIMD8<Float>.self) - mean
+                v += d * d
+            }
+            let rstd = 1 / (v / invC + eps).squareRoot()
+            for c in 0..<C {
+                let d = rs.loadUnaligned(fromByteOffset: 4 * (c * srcStride + i), as: SIMD8<Float>.self) - mean
+                rd.storeBytes(of: d * rstd * gamma[c], toByteOffset: 4 * (c * dstStride + i), as: SIMD8<Float>.self)
+            }
+            i += 8
+        }
+        while i < count {
+            var mean: Float = 0
+            for c in 0..<C { mean += src[c * srcStride + i] }
+            mean /= invC
+            var v: Float = 0
+            for c in 0..<C { let d = src[c * srcStride + i] - mean; v += d * d }
+            let rstd = 1 / (v / invC + eps).squareRoot()
+            for c in 0..<C { dst[c * dstStride + i] = (src[c * srcStride + i] - mean) * rstd * gamma[c] }
+            i += 1
+        }
+    }
+
+    @inline(__always)
+    static func rowMax(_ r: UnsafePointer<Float>, _ n: Int) -> Float {
+        let raw = UnsafeRawPointer(r)
+        var m8 = SIMD8<Float>(repeating: -.infinity)
+        var i = 0
+        while i + 8 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            m8 = m8.replacing(with: v, where: v .> m8)
+            i += 8
+        }
+        var mx = -Float.infinity
+        for l in 0..<8 { mx = max(mx, m8[l]) }
+        while i < n { mx = max(mx, r[i]); i += 1 }
+        return mx
+    }
+
+    @inline(__always)
+    static func sgemm(_ transB: Bool = false, M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int,
+                      B: UnsafePointer<Float>, ldb: Int, beta: Float, C: P, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(M), Int32(N), Int32(K), 1,
+                    A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+    }
+
+    // MARK: - spatial linear attention
+
+    /// Floats of scratch per worker for `spatialLinear`.
+    static func spatialScratch(channels C: Int, positions P: Int, heads: Int, dimHead: Int) -> Int {
+        let hidden = heads * dimHead
+        return C * P + 3 * hidden * P + dimHead * dimHead + C * hidden + 2 * P
+    }
+
+    /// y = x + to_out(SpatialLinearAttention(LN(x))) for x (B, C, F, H·W): one task per (batch, frame).
+    /// The output projection is folded into the context: y_f = x_f + b + (Σ_h Wo_h ctx_hᵀ) q_f.
+    /// `y` must hold a copy of `x` on entry.
+    static func spatialLinear(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
+                              gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
+                              bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
+        let hidden = heads * dh, N = F * Pn
+        let scale = Float(1) / Float(dh).squareRoot()
+        let w = min(workers, B * F)
+        scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
+        let blocks = scratch.blocks
+        UnetParallel.run(tasks: B * F, workers: w) { task, worker in
+            let b = task / F, f = task % F
+            let xn = blocks[worker]
+            let qkv = xn + C * Pn
+            let ctx = qkv + 3 * hidden * Pn
+            let m = ctx + dh * dh
+            let colMax = m + C * hidden
+            let colSum = colMax + Pn
+            let xf = x + b * C * N + f * Pn
+            let yf = y + b * C * N + f * Pn
+            layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
+            sgemm(M: 3 * hidden, N: Pn, K: C, A: wqkv, lda: C, B: xn, ldb: Pn, beta: 0, C: qkv, ldc: Pn)
+            for h in 0..<heads {
+                let q = qkv + h * dh * Pn, k = qkv + (hidden + h * dh) * Pn, v = qkv + (2 * hidden + h * dh) * Pn
+                // q: softmax over the dh features at each position, × scale.
+                colMax.update(from: q, count: Pn)
+                for d in 1..<dh { AttentionOps.vmax(colMax, q + d * Pn, Pn) }
+                colSum.update(repeating: 0, count: Pn)
+                for d in 0..<dh {
+                    let r = q + d * Pn
+                    _ = AttentionOps.expInPlace(r, Pn, subtract: 0, minus: colMax)
+                    AttentionOps.vadd(colSum, r, Pn)
+                }
+                for n in 0..<Pn { colSum[n] = scale / colSum[n] }
+                for d in 0..<dh { AttentionOps.vmul(q + d * Pn, colSum, Pn) }
+                // k: softmax over positions for each feature.
+                for d in 0..<dh {
+                    let r = k + d * Pn
+                    let mx = rowMax(r, Pn)
+                    let inv = 1 / AttentionOps.expInPlace(r, Pn, subtract: mx)
+                    AttentionOps.vscale(r, inv, Pn)
+                }
+                // ctx[d][e] = Σ_n k[d][n] v[e][n]; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctx[d][e].
+                sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
+                sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
+            }
+            for c in 0..<C {
+                let row = yf + c * N, bv = bout[c]
+                for i in 0..<Pn { row[i] += bv }
+            }
+            sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
+        }
+    }
+
+    // MARK: - softmax attention along frames
+
+    /// Positions per tile of `temporal` (one SIMD8 lane per position).
+    static let lanes = 8
+
+    static func temporalScratch(channels C: Int, frames F: Int, heads: Int, dimHead: Int) -> Int {
+        let T = F * lanes, hidden = heads * dimHead
+        return C * T + 3 * hidden * T + hidden * T + F * F * lanes + C * T
+    }
+
+    /// y = x + to_out(Attention(LN(x))) along F at each of the P positions of x (B, C, F, P), with
+    /// rotary embedding of q and k and an additive bias (heads, F, F). One task per (batch, tile of 8
+    /// positions); the attention core runs with the 8 positions in SIMD lanes, so q, k, v stay in the
+    /// GEMM's channel-major layout. `y` must hold a copy of `x` on entry.
+    static func temporal(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
+                         gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
+                         heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
+                         scratch: UnetScratch, workers: Int) {
+        let L = lanes, T = F * L, hidden = heads * dh, N = F * Pn
+        let tiles = (Pn + L - 1) / L
+        let scale = Float(1) / Float(dh).squareRoot()
+        let w = min(workers, B * tiles)
+        scratch.prepare(workers: max(1, w), count: temporalScratch(channels: C, frames: F, heads: heads, dimHead: dh))
+        let blocks = scratch.blocks
+        let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
+        UnetParallel.run(tasks: B * tiles, workers: w) { task, worker in
+            let b = task / tiles, p0 = (task % tiles) * L, n = min(L, Pn - p0)
+            let xn = blocks[worker]
+            let qkv = xn + C * T
+            let o = qkv + 3 * hidden * T
+            let s = o + hidden * T
+            let tmp = s + F * F * L
+            let xb = x + b * C * N + p0, yb = y + b * C * N + p0
+            // LayerNorm of the tile: columns (f, lane) of xn; lanes past the edge are zero.
+            for f in 0..<F {
+                if n == L {
+                    layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: L, gamma: gamma)
+                } else {
+                    layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: n, gamma: gamma)
+                    for c in 0..<C { (xn + c * T + f * L + n).update(repeating: 0, count: L - n) }
+                }
+            }
+            sgemm(M: 3 * hidden, N: T, K: C, A: wqkv, lda: C, B: xn, ldb: T, beta: 0, C: qkv, ldc: T)
+            let raw = UnsafeMutableRawPointer(qkv), sRaw = UnsafeMutableRawPointer(s), oRaw = UnsafeMutableRawPointer(o)
+            @inline(__always) func ld(_ row: Int, _ t: Int) -> SIMD8<Float> {
+                raw.loadUnaligned(fromByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+            }
+            @inline(__always) func st(_ v: SIMD8<Float>, _ row: Int, _ t: Int) {
+                raw.storeBytes(of: v, toByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+            }
+            for h in 0..<heads {
+                let qr = h * dh, kr = hidden + h * dh, vr = 2 * hidden + h * dh
+                // q × scale, then the rotary embedding of q and k (pairs (2i, 2i+1) of features).
+                for d in 0..<dh { for t in 0..<F { st(ld(qr + d, t) * scale, qr + d, t) } }
+                if let r = rotary {
+                    for t in 0..<F {
+                        for i in 0..<pairs {
+                            let c = r.cos[t * r.pairs + i], sn = r.sin[t * r.pairs + i]
+                            let q0 = ld(qr + 2 * i, t), q1 = ld(qr + 2 * i + 1, t)
+                            st(q0 * c + (-q1) * sn, qr + 2 * i, t)
+                            st(q1 * c + q0 * sn, qr + 2 * i + 1, t)
+                            let k0 = ld(kr + 2 * i, t), k1 = ld(kr + 2 * i + 1, t)
+                            st(k0 * c + (-k1) * sn, kr + 2 * i, t)
+                            st(k1 * c + k0 * sn, kr + 2 * i + 1, t)
+                        }
+                    }
+                }
+                // sim[i][j] = q_i · k_j (+ bias), softmax over j.
+                for i in 0..<F {
+                    var j = 0
+                    while j + 4 <= F {
+                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                        for d in 0..<dh {
+                            let qv = ld(qr + d, i)
+                            a0 += qv * ld(kr + d, j); a1 += qv * ld(kr + d, j + 1)
+                            a2 += qv * ld(kr + d, j + 2); a3 += qv * ld(kr + d, j + 3)
+                        }
+                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        sRaw.storeBytes(of: a1, toByteOffset: 4 * ((i * F + j + 1) * L), as: SIMD8<Float>.self)
+                        sRaw.storeBytes(of: a2, toByteOffset: 4 * ((i * F + j + 2) * L), as: SIMD8<Float>.self)
+                        sRaw.storeBytes(of: a3, toByteOffset: 4 * ((i * F + j + 3) * L), as: SIMD8<Float>.self)
+                        j += 4
+                    }
+                    while j < F {
+                        var a0 = SIMD8<Float>.zero
+                        for d in 0..<dh { a0 += ld(qr + d, i) * ld(kr + d, j) }
+                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        j += 1
+                    }
+                    var mx = SIMD8<Float>(repeating: -.infinity)
+                    for j in 0..<F {
+                        var v = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        if let bias { v += bias[(h * F + i) * F + j] }
+                        sRaw.storeBytes(of: v, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        mx = mx.replacing(with: v, where: v .> mx)
+                    }
+                    var sum = SIMD8<Float>.zero
+                    for j in 0..<F {
+                        let e = AttentionOps.exp8(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
+                        sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        sum += e
+                    }
+                    let inv = 1 / sum
+                    for j in 0..<F {
+                        let e = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                        sRaw.storeBytes(of: e * inv, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                    }
+                }
+                // o[e][i] = Σ_j p[i][j] v[e][j].
+                for i in 0..<F {
+                    var e = 0
+                    while e + 4 <= dh {
+                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                        for j in 0..<F {
+                            let p = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                            a0 += p * ld(vr + e, j); a1 += p * ld(vr + e + 1, j)
+                            a2 += p * ld(vr + e + 2, j); a3 += p * ld(vr + e + 3, j)
+                        }
+                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                        oRaw.storeBytes(of: a1, toByteOffset: 4 * ((qr + e + 1) * T + i * L), as: SIMD8<Float>.self)
+                        oRaw.storeBytes(of: a2, toByteOffset: 4 * ((qr + e + 2) * T + i * L), as: SIMD8<Float>.self)
+                        oRaw.storeBytes(of: a3, toByteOffset: 4 * ((qr + e + 3) * T + i * L), as: SIMD8<Float>.self)
+                        e += 4
+                    }
+                    while e < dh {
+                        var a0 = SIMD8<Float>.zero
+                        for j in 0..<F { a0 += sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) * ld(vr + e, j) }
+                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                        e += 1
+                    }
+                }
+            }
+            // y += Wo · o, scattered back into the tile's columns.
+            sgemm(M: C, N: T, K: hidden, A: wout, lda: hidden, B: o, ldb: T, beta: 0, C: tmp, ldc: T)
+            for c in 0..<C {
+                for f in 0..<F {
+                    let dst = yb + c * N + f * Pn, src = tmp + c * T + f * L
+                    for l in 0..<n { dst[l] += src[l] }
+                }
+            }
+        }
+    }
+}
