@@ -104,25 +104,8 @@ public final class Unet3D {
             self.heads = heads; self.dimHead = dimHead
         }
         func callAsFunction(_ x: Tensor, scratch: UnetScratch) -> Tensor {
-            let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-            var out = x
-            x.withUnsafeBufferPointer { xp in
-                out.withUnsafeMutableBufferPointer { op in
-                    gamma.withUnsafeBufferPointer { g in
-                        toQKV.withUnsafeBufferPointer { wq in
-                            toOut.withUnsafeBufferPointer { wo in
-                                toOutBias.withUnsafeBufferPointer { bo in
-                                    UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
-                                                                positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
-                                                                wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: dimHead,
-                                                                scratch: scratch, workers: NetworkOps.threads)
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            return out
+            Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads,
+                                               scratch: scratch)
         }
     }
 
@@ -150,26 +133,8 @@ public final class Unet3D {
             let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
             let P = H * W, N = F * P, hidden = heads * dimHead
             if temporal {
-                var out = x
-                let rotary = freqs.map { AttentionOps.Rotary(freqs: $0, positions: F) }
-                x.withUnsafeBufferPointer { xp in
-                    out.withUnsafeMutableBufferPointer { op in
-                        gamma.withUnsafeBufferPointer { g in
-                            toQKV.withUnsafeBufferPointer { wq in
-                                toOut.withUnsafeBufferPointer { wo in
-                                    let run = { (bp: UnsafePointer<Float>?) in
-                                        UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
-                                                               positions: P, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
-                                                               heads: heads, dimHead: dimHead, rotary: rotary, bias: bp,
-                                                               scratch: scratch, workers: NetworkOps.threads)
-                                    }
-                                    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
-                                }
-                            }
-                        }
-                    }
-                }
-                return out
+                return Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, heads: heads, freqs: freqs, bias: bias,
+                                                     scratch: scratch)
             }
             let xn = NetworkOps.channelLayerNorm(x, gamma: gamma)
             var out = x

@@ -337,3 +337,77 @@ enum UnetAttention {
         }
     }
 }
+
+extension Unet3D {
+    /// Residual(PreNorm(SpatialLinearAttention)) of the video-diffusion UNet on x (B, C, F, H, W):
+    /// `gamma` (C) or (1, C, 1, 1, 1), `toQKV` (3·heads·dh, C[, 1, 1]), `toOut` (C, heads·dh[, 1, 1]), `toOutBias` (C).
+    public static func spatialLinearAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, toOutBias: Tensor,
+                                                   heads: Int) -> Tensor {
+        spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads, scratch: UnetScratch())
+    }
+
+    static func spatialLinearAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, toOutBias: Tensor,
+                                            heads: Int, scratch: UnetScratch) -> Tensor {
+        precondition(x.rank == 5, "spatialLinearAttentionBlock: x \(x.shape) must be 5-D")
+        let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let hidden = toOut.count / C
+        precondition(gamma.count == C && toQKV.count == 3 * hidden * C && hidden % heads == 0 && toOutBias.count == C,
+                     "spatialLinearAttentionBlock: weights \(gamma.shape) \(toQKV.shape) \(toOut.shape) for x \(x.shape), \(heads) heads")
+        var out = x
+        x.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                gamma.withUnsafeBufferPointer { g in
+                    toQKV.withUnsafeBufferPointer { wq in
+                        toOut.withUnsafeBufferPointer { wo in
+                            toOutBias.withUnsafeBufferPointer { bo in
+                                UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                            positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
+                                                            wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
+                                                            scratch: scratch, workers: NetworkOps.threads)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Residual(PreNorm(Attention along D)) of the video-diffusion UNet on x (B, C, F, H, W): softmax
+    /// attention over the F frames at each (h, w), q and k rotated with `freqs` (rotary embedding,
+    /// pairs of features), plus `bias` (heads, F, F) if given. `toQKV` (3·heads·dh, C), `toOut` (C, heads·dh).
+    public static func temporalAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, heads: Int,
+                                              freqs: [Float]?, bias: [Float]?) -> Tensor {
+        temporalAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, heads: heads, freqs: freqs, bias: bias, scratch: UnetScratch())
+    }
+
+    static func temporalAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, heads: Int,
+                                       freqs: [Float]?, bias: [Float]?, scratch: UnetScratch) -> Tensor {
+        precondition(x.rank == 5, "temporalAttentionBlock: x \(x.shape) must be 5-D")
+        let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
+        let hidden = toOut.count / C
+        precondition(gamma.count == C && toQKV.count == 3 * hidden * C && hidden % heads == 0,
+                     "temporalAttentionBlock: weights \(gamma.shape) \(toQKV.shape) \(toOut.shape) for x \(x.shape), \(heads) heads")
+        precondition(bias == nil || bias!.count == heads * F * F, "temporalAttentionBlock: bias of \(bias!.count) for \(heads)×\(F)×\(F)")
+        var out = x
+        let rotary = freqs.map { AttentionOps.Rotary(freqs: $0, positions: F) }
+        x.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                gamma.withUnsafeBufferPointer { g in
+                    toQKV.withUnsafeBufferPointer { wq in
+                        toOut.withUnsafeBufferPointer { wo in
+                            let run = { (bp: UnsafePointer<Float>?) in
+                                UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                       positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
+                                                       heads: heads, dimHead: hidden / heads, rotary: rotary, bias: bp,
+                                                       scratch: scratch, workers: NetworkOps.threads)
+                            }
+                            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
