@@ -15,9 +15,11 @@ public enum CPUFeatures {
         return []
     }()
 
-    /// False when the environment sets `TUMORSTREAM_NO_AVX512` to anything but `0` or empty.
-    static let avx512AllowedByEnvironment: Bool = {
-        let value = ProcessInfo.processInfo.environment["TUMORSTREAM_NO_AVX512"] ?? ""
+    /// False when `environment` sets `TUMORSTREAM_NO_AVX512` to anything but `0` or empty.
+    public static func avx512Allowed(environment: [String: String]) -> Bool {
+        let value = environment["TUMORSTREAM_NO_AVX512"] ?? ""
         return value.isEmpty || value == "0"
-    }()
+    }
+
+    static let avx512AllowedByEnvironment = avx512Allowed(environment: ProcessInfo.processInfo.environment)
 }

@@ -1,3 +1,4 @@
+import KernelsAVX512
 import Dispatch
 
 /// The thread budget of the kernels in this process: OpenBLAS threads and the chunk count of
@@ -28,6 +29,16 @@ public enum KernelContext {
     public static var useAVX512: Bool {
         get { _useAVX512 }
         set { _useAVX512 = newValue && CPUFeatures.hasAVX512F }
+    }
+
+    /// Tests and benchmarks: with `useAVX512`, take the direct kernels for every convolution, also
+    /// where the GEMM lowering is expected to be faster (tiny planes; see `Tensor.directPays`).
+    nonisolated(unsafe) public static var forceDirectConvolution = false
+
+    /// L1 budget (bytes) of one channel chunk of the direct kernels; 0: whole channel range at once.
+    public static var directChannelChunkBytes: Int {
+        get { DirectConvolution.channelChunkBytes }
+        set { DirectConvolution.channelChunkBytes = newValue }
     }
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, in parallel.

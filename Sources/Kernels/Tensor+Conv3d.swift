@@ -182,6 +182,7 @@ extension Tensor {
     /// computed over rows of `pitch` floats in tiles of 48: they compute every column of the pitch and
     /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste most of the work.
     static func directPays(outH: Int, outW: Int, pitch: Int) -> Bool {
+        if KernelContext.forceDirectConvolution { return true }
         let computed = (outH * pitch + 47) / 48 * 48
         return computed * 2 <= outH * outW * 3   // at most 1.5× the useful work
     }

@@ -45,6 +45,9 @@ private enum Tile {
 }
 
 public enum DirectConvolution {
+    /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
+    nonisolated(unsafe) public static var channelChunkBytes = 32 << 10
+
     /// `y = conv3d(x, w) + bias` for one image and one group, like PyTorch `Conv3d`.
     /// `x` is [cin, inD, inH, inW], `w` is [cout, cin, kD, kH, kW], `y` is [cout, outD, outH, outW] with
     /// out = (in + front + back − k)/stride + 1 (the caller checked the sizes).
@@ -241,15 +244,25 @@ public enum DirectConvolution {
                         }}}
                         let grid = dh.count * pitch
                         let wts = blockPointers[phase]
+                        // Channels in chunks whose input window and weights stay in L1 across the
+                        // output-channel blocks of one tile.
+                        let window = dd.taps * (tile.width + (dh.taps - 1 + dh.offset) * pitch + dw.taps + dw.offset)
+                        let chunk = channelChunkBytes <= 0 ? channels : max(1, min(channels, (channelChunkBytes / 4) / max(1, window + taps * coutPadded)))
                         var n0 = 0
                         while n0 < grid {
-                            for blk in 0..<(coutPadded / tile.rows) {
-                                let wb = wts + blk * channels * taps * tile.rows
-                                let dst = scratch + blk * tile.rows * scratchPitch + n0
-                                switch tile {
-                                case .wide8: kernel8x3(ring + n0, planeFloats, channels, offsets, taps, wb, dst, scratchPitch)
-                                case .narrow1: kernel1x4(ring + n0, planeFloats, channels, offsets, taps, wb, dst, scratchPitch)
+                            var c0 = 0
+                            while c0 < channels {
+                                let cc = min(chunk, channels - c0)
+                                for blk in 0..<(coutPadded / tile.rows) {
+                                    let wb = wts + (blk * channels + c0) * taps * tile.rows
+                                    let dst = scratch + blk * tile.rows * scratchPitch + n0
+                                    let src = ring + c0 * planeFloats + n0
+                                    switch tile {
+                                    case .wide8: kernel8x3(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                    case .narrow1: kernel1x4(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                    }
                                 }
+                                c0 += cc
                             }
                             n0 += tile.width
                         }
