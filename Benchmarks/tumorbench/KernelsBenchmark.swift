@@ -62,8 +62,14 @@ enum KernelsBenchmark {
         let threads = Int(env["TUMORBENCH_THREADS"] ?? "") ?? 2
         KernelContext.threads = threads
         if let kb = Int(env["TUMORBENCH_TILE_KB"] ?? "") { KernelContext.im2colTileBytes = kb << 10 }
+        if let kb = Int(env["TUMORBENCH_CHUNK_KB"] ?? "") { KernelContext.directChannelChunkBytes = kb << 10 }
+        // TUMORBENCH_COMPARE=0: skip the timing of the portable GEMM path next to the AVX-512 one.
+        let compare = KernelContext.useAVX512 && env["TUMORBENCH_COMPARE"] != "0"
         let only = arguments.first
         print("tumorbench kernels — threads \(threads), im2col tile \(KernelContext.im2colTileBytes >> 10) KiB per thread, OpenBLAS core \(BLASCoreType.current)")
+        print("convolutions: " + (KernelContext.useAVX512
+            ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB) where they pay, else im2col + sgemm"
+            : "im2col + sgemm (no AVX-512F, or TUMORSTREAM_NO_AVX512 set)"))
         print("machine: \(machineDescription())")
         // Baseline: sgemm on shapes like the convolution GEMMs (M = Cout, K = Cin·k³, N = tile columns).
         let gemms = [(1024, 1024, 1024), (64, 9216, 1728), (32, 9216, 864), (256, 2304, 1728)]
@@ -124,7 +130,7 @@ enum KernelsBenchmark {
         print("ratio = case GFLOP/s ÷ best sgemm GFLOP/s of its window (best of runs each; the machine is shared).")
         print(pad("case", 38) + pad("best ms", 10, left: true) + pad("median ms", 11, left: true) + pad("GFLOP/s", 9, left: true)
               + pad("sq GF/s", 9, left: true) + pad("ratio", 7, left: true) + pad("shape GF/s", 11, left: true)
-              + pad("ratio", 7, left: true) + "  runs")
+              + pad("ratio", 7, left: true) + "  runs" + (compare ? "  [gemm path best ms, speed-up]" : ""))
         var summary: [(String, String, Double)] = []
         for c in cases {
             if let only, !c.name.contains(only) && only != "all" && only != "conv" { continue }
@@ -163,6 +169,16 @@ enum KernelsBenchmark {
                 shBest = max(shBest, shaped.best(of: 3))
             }
             times.sort()
+            var gemmNote = ""
+            if compare {
+                KernelContext.useAVX512 = false
+                var gemm: [Double] = []
+                _ = body()
+                for _ in 0..<max(2, c.runs / 2) { let t0 = now(); _ = body(); gemm.append(now() - t0) }
+                KernelContext.useAVX512 = true
+                let g = gemm.min()!
+                gemmNote = String(format: "  [gemm %.1f ms, %.2f×]", g * 1e3, g / times[0])
+            }
             let rate = gflop / times[0]
             print(pad(c.name, 38) + pad(String(format: "%.1f", times[0] * 1e3), 10, left: true)
                   + pad(String(format: "%.1f", times[times.count / 2] * 1e3), 11, left: true)
@@ -170,7 +186,7 @@ enum KernelsBenchmark {
                   + pad(String(format: "%.0f%%", 100 * rate / sqBest), 7, left: true)
                   + pad(String(format: "%.1f", shBest), 11, left: true)
                   + pad(String(format: "%.0f%%", 100 * rate / shBest), 7, left: true)
-                  + "  \(c.runs)  [\(String(format: "%.2f", gflop)) GFLOP, out \(outShape.dropFirst()), \(c.kind)]")
+                  + "  \(c.runs)  [\(String(format: "%.2f", gflop)) GFLOP, out \(outShape.dropFirst()), \(c.kind)]" + gemmNote)
             summary.append((c.name, c.kind, rate / sqBest))
         }
         if only == nil || only == "all" || only == "pointwise" { pointwise() }
@@ -192,6 +208,7 @@ enum KernelsBenchmark {
             ("groupNorm(32 groups)", { x.groupNorm(groups: 32, weight: gamma, bias: beta, eps: 1e-6) }),
             ("channelLayerNorm", { x.channelLayerNorm(gain: gamma) }),
             ("gaussianFilter σ=(1,1,1)", { x.gaussianFilter(sigma: [1, 1, 1]) }),
+            ("gaussianFilter σ=(4,4,4)", { x.gaussianFilter(sigma: [4, 4, 4]) }),
         ]
         for (name, op) in ops {
             let r = time(runs: 10) { op()[flat: 7] }

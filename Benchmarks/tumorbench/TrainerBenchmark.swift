@@ -3,7 +3,10 @@ import Kernels
 
 /// One training step (forward + backward + AdamW update) of the reference U-Net at batch 1,
 /// 96³, against raw sgemm throughput measured in the same run.
-/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1] [--own-forward]
+/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1] [--transposed-dx] [--layers] [--ab]
+/// (`--transposed-dx`: stride-1 input gradients through `Tensor.convTranspose3d` instead of the
+/// flipped kernel's `Tensor.conv3d`; `--layers`: print the per-layer profile of one step; `--ab`: the variants step by step in
+/// paired rounds, medians and per-product seconds.)
 enum TrainerBenchmark {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: Int) -> Int {
@@ -15,7 +18,7 @@ enum TrainerBenchmark {
         BLASThreads.count = threads
         AutogradParallel.threads = threads
         KernelContext.threads = threads
-        ConvGeometry.useKernelsForward = !args.contains("--own-forward")
+        ConvGeometry.useKernelsTransposedGradient = args.contains("--transposed-dx")
         let host = ProcessInfo.processInfo.hostName
         print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
         print("OpenBLAS core: \(BLASCoreType.current), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
@@ -45,6 +48,47 @@ enum TrainerBenchmark {
             fwd.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
             precondition(y.count > 0)
         }
+        if args.contains("--ab") {
+            // Paired comparison under the same load: one step of each variant per round.
+            let variants: [(String, () -> Void)] = [
+                ("default", { ConvGeometry.useKernelsTransposedGradient = false }),
+                ("--transposed-dx", { ConvGeometry.useKernelsTransposedGradient = true }),
+            ]
+            var t: [String: [Double]] = [:]
+            var layer: [String: [String: Double]] = [:]
+            for round in 0...runs {
+                for (name, set) in variants {
+                    set()
+                    Tape.profiling = true
+                    Tape.layerProfile = [:]
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    _ = trainer.step(batch: batchSamples)
+                    Tape.profiling = false
+                    if round > 0 {  // round 0 warms up
+                        t[name, default: []].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+                        for (k, v) in Tape.layerProfile { layer[name, default: [:]][k, default: 0] += v / Double(runs) }
+                    }
+                }
+            }
+            let base = t["default"]!.sorted()[runs / 2]
+            for (name, _) in variants {
+                let med = t[name]!.sorted()[runs / 2]
+                let l = layer[name] ?? [:]
+                func sum(_ prefix: String) -> Double { l.filter { $0.key.hasPrefix(prefix) }.reduce(0) { $0 + $1.value } }
+                print(String(format: "%-16@ step median %.3f s (%d paired runs, %.2f× default)  fwd conv %.3f  fwd convT %.3f  dX conv %.3f  dX convT %.3f  dW conv %.3f  dW convT %.3f",
+                             name, med, runs, med / base, sum("fwd conv "), sum("fwd convT"), sum("dX conv "), sum("dX convT"),
+                             sum("dW conv "), sum("dW convT")))
+            }
+            if args.contains("--layers") {
+                let names = variants.map(\.0)
+                print("per layer (mean s per step): " + names.joined(separator: " | "))
+                for (k, v) in (layer["default"] ?? [:]).sorted(by: { $0.value > $1.value }) where v > 0.01 {
+                    print("  " + names.map { String(format: "%.3f", layer[$0]?[k] ?? .nan) }.joined(separator: " | ") + "  \(k)")
+                }
+            }
+            print(String(format: "sgemm 1024³ after: %.1f GFLOP/s", SGEMMProbe.gflops(m: 1024, n: 1024, k: 1024, repeats: 10)))
+            return
+        }
         _ = trainer.step(batch: batchSamples)  // warm-up, discarded
         var times: [Double] = []
         var checksum: Float = 0
@@ -55,10 +99,14 @@ enum TrainerBenchmark {
         }
         Tape.profiling = true
         Tape.profile = [:]
+        Tape.layerProfile = [:]
         _ = trainer.step(batch: batchSamples)
         Tape.profiling = false
         let prof = Tape.profile.sorted { $0.value > $1.value }
         print("one profiled step: " + prof.map { String(format: "%@ %.3f s", $0.key, $0.value) }.joined(separator: ", "))
+        if args.contains("--layers") {
+            for (k, v) in Tape.layerProfile.sorted(by: { $0.value > $1.value }) { print(String(format: "  %.3f s  %@", v, k)) }
+        }
         let med = times.sorted()[times.count / 2], fmed = fwd.sorted()[fwd.count / 2]
         print(String(format: "unet forward  batch %d %d³: median %.3f s (%d runs)  %.2f GFLOP  %.1f GFLOP/s  %.0f%% of sgemm 1024³",
                      batch, size, fmed, fwd.count, flopsFwd / 1e9, flopsFwd / fmed / 1e9, 100 * flopsFwd / fmed / 1e9 / peak))

@@ -5,12 +5,13 @@ import Kernels
 /// A longer training run on phantom-like volumes (organ ellipsoid with texture, 0–2 spherical
 /// tumors of low contrast, noise), then tumor/organ DSC and NSD on held-out volumes by
 /// sliding-window inference. Usage:
-/// tumorbench trainer-learn [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor] [--save DIR] [--resume DIR] [--heldout-size N]
+/// tumorbench trainer-learn --spheres [--steps 600] [--patch 48] [--channels 8,16,32,64] [--batch 2] [--lr 1e-3] [--always-tumor] [--save DIR] [--resume DIR] [--heldout-size N]
 /// (`--always-tumor`: every training patch holds 1–2 tumors instead of 0–2; `--save`: checkpoint
 /// folder for the trained model. Held-out volumes are twice the patch size with the organ at
 /// the training scale.)
 enum TrainerLearningRun {
     static func run(_ args: [String]) {
+        guard args.contains("--spheres") else { TrainerPhantomRun.run(args); return }
         func opt(_ name: String, _ d: String) -> String {
             if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
             return d

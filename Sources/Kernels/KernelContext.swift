@@ -1,3 +1,4 @@
+import KernelsAVX512
 import Dispatch
 
 /// The thread budget of the kernels in this process: OpenBLAS threads and the chunk count of
@@ -18,6 +19,27 @@ public enum KernelContext {
     /// A convolution's peak extra memory is this tile plus a repacked weight matrix and,
     /// for transposed convolutions, one output tile of the same column count.
     nonisolated(unsafe) public static var im2colTileBytes: Int = 8 << 20
+
+    nonisolated(unsafe) private static var _useAVX512: Bool = CPUFeatures.hasAVX512F && CPUFeatures.avx512AllowedByEnvironment
+
+    /// Whether convolutions use the AVX-512 direct kernels (module `KernelsAVX512`) instead of the
+    /// portable im2col + `cblas_sgemm` lowering. Defaults to true when the CPU has AVX-512F and the
+    /// environment does not set `TUMORSTREAM_NO_AVX512=1`; setting it to true on a CPU without
+    /// AVX-512F leaves it false.
+    public static var useAVX512: Bool {
+        get { _useAVX512 }
+        set { _useAVX512 = newValue && CPUFeatures.hasAVX512F }
+    }
+
+    /// Tests and benchmarks: with `useAVX512`, take the direct kernels for every convolution, also
+    /// where the GEMM lowering is expected to be faster (tiny planes; see `Tensor.directPays`).
+    nonisolated(unsafe) public static var forceDirectConvolution = false
+
+    /// L1 budget (bytes) of one channel chunk of the direct kernels; 0: whole channel range at once.
+    public static var directChannelChunkBytes: Int {
+        get { DirectConvolution.channelChunkBytes }
+        set { DirectConvolution.channelChunkBytes = newValue }
+    }
 
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, in parallel.
     /// `body` must write disjoint memory for disjoint ranges.

@@ -1,12 +1,15 @@
 import Foundation
 import Kernels
+import Logging
 import Wire
 
 /// The online trainer as the pipeline's sink (Kernels.SegmentationTrainer: MONAI UNet, DiceCE,
 /// AdamW with warm-up + cosine). Collects `trainer.batch_size` patches per optimizer step,
 /// writes a checkpoint every `trainer.checkpoint_every` steps and at the end of the stream or
 /// on shutdown (`finish`), and resumes from the latest checkpoint in `trainer.out_dir` when
-/// restarted. Reports the last loss as a gauge (status lines: `loss 0.5312`).
+/// restarted. Progress in the status line (gauges `step`, `loss`, `patches_per_s` over the
+/// last steps, `synthetic_share` of trained patches that carry a synthesized tumor and
+/// `real_share` of the others) and a log line every `logEvery` steps with the same numbers.
 public final class TrainerStage: PatchProcessor {
     let trainer: SegmentationTrainer
     let settings: TrainerSettings
@@ -15,6 +18,12 @@ public final class TrainerStage: PatchProcessor {
     private var trained: UInt64 = 0
     private var checkpoints: UInt64 = 0
     private var stepsSinceCheckpoint = 0
+    private var synthetic: UInt64 = 0
+    /// Patches and seconds of the recent steps (the patches/s window, last 10 steps).
+    private var recent: [(patches: Int, seconds: Double)] = []
+    private var logger = Logger(label: "tumord.trainer")
+    /// Steps between progress log lines.
+    public var logEvery = 10
 
     public init(config: PipelineConfig) throws {
         settings = config.trainer
@@ -59,14 +68,25 @@ public final class TrainerStage: PatchProcessor {
         }
         batch.append(TrainingSample(ct: ct, label: label))
         trained += 1
+        if patch.synthesize && patch.tumorType != .none { synthetic += 1 }
         if batch.count >= settings.batchSize { try step() }
         return nil
     }
 
     private func step() throws {
         guard !batch.isEmpty else { return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
         trainer.step(batch: batch)
+        recent.append((batch.count, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
+        if recent.count > 10 { recent.removeFirst(recent.count - 10) }
         batch.removeAll(keepingCapacity: true)
+        if trainer.stepCount % max(1, logEvery) == 0 {
+            let loss = String(format: "%.4f", trainer.lastLoss), lr = String(format: "%.2e", trainer.currentLR)
+            let rate = String(format: "%.2f", patchesPerSecond)
+            let synth = String(format: "%.0f", 100 * syntheticShare), real = String(format: "%.0f", 100 * (1 - syntheticShare))
+            let message = "trainer step \(trainer.stepCount) loss \(loss) lr \(lr) \(rate) patches/s synthetic \(synth)% real \(real)% (\(trained) patches)"
+            logger.info(Logger.Message(stringLiteral: message))
+        }
         stepsSinceCheckpoint += 1
         if stepsSinceCheckpoint >= settings.checkpointEvery { try checkpoint() }
     }
@@ -83,11 +103,25 @@ public final class TrainerStage: PatchProcessor {
         if stepsSinceCheckpoint > 0 || checkpoints == 0 { try checkpoint() }
     }
 
+    /// Training throughput over the last (up to 10) steps, step time only.
+    public var patchesPerSecond: Double {
+        let seconds = recent.reduce(0) { $0 + $1.seconds }
+        return seconds > 0 ? Double(recent.reduce(0) { $0 + $1.patches }) / seconds : 0
+    }
+
+    /// Share of the patches received so far that carry a synthesized tumor.
+    public var syntheticShare: Double { trained == 0 ? 0 : Double(synthetic) / Double(trained) }
+
     public func counters() -> [(name: String, value: UInt64)] {
-        [("trained_patches", trained), ("steps", UInt64(trainer.stepCount)), ("checkpoints", checkpoints)]
+        [("trained_patches", trained), ("synthetic_patches", synthetic), ("steps", UInt64(trainer.stepCount)),
+         ("checkpoints", checkpoints)]
     }
 
     public func gauges() -> [(name: String, value: Double)] {
-        trainer.lastLoss.isNaN ? [] : [("loss", Double(trainer.lastLoss))]
+        var g: [(name: String, value: Double)] = [("step", Double(trainer.stepCount))]
+        if !trainer.lastLoss.isNaN { g.append(("loss", Double(trainer.lastLoss))) }
+        if !recent.isEmpty { g.append(("patches_per_s", patchesPerSecond)) }
+        if trained > 0 { g += [("synthetic_share", syntheticShare), ("real_share", 1 - syntheticShare)] }
+        return g
     }
 }

@@ -23,6 +23,20 @@ final class EvalCommandTests: XCTestCase {
         XCTAssertEqual(values.count, 4)
         for v in values where !v.isNaN { XCTAssertTrue((0...1).contains(v), "\(rows[1])") }
 
+        // The reference's organ pseudo-label masking (here the label itself stands in for the
+        // pseudo-label): organ = pseudo-label, so organ DSC is high even for an untrained model.
+        let pseudoCSV = dir.appendingPathComponent("eval-pseudo.csv").path
+        let masked = try TumordBinary.run(["eval", "--model", ckpt.path, "--ct", ct, "--label", label, "--organ", "liver",
+                                           "--roi", "32", "--csv", pseudoCSV, "--organ-pseudo", label])
+        XCTAssertEqual(masked.status, 0, masked.stderr)
+        let maskedRow = try String(contentsOfFile: pseudoCSV, encoding: .utf8).split(separator: "\n")[1]
+        let maskedValues = maskedRow.split(separator: ",").dropFirst().map { Double($0) ?? .nan }
+        XCTAssertGreaterThan(maskedValues[0], 0.5, "organ DSC with the pseudo-label: \(maskedRow)")
+        let missing = try TumordBinary.run(["eval", "--model", ckpt.path, "--ct", ct, "--label", label,
+                                            "--roi", "32", "--organ-pseudo", dir.appendingPathComponent("nope.nii.gz").path])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("nope.nii.gz"), missing.stderr)
+
         let both = try TumordBinary.run(["eval", "--model", ckpt.path, "--ct", ct])
         XCTAssertNotEqual(both.status, 0)
         XCTAssertTrue(both.stderr.contains("--manifest"), both.stderr)

@@ -32,6 +32,11 @@ final class TrainerSinkTests: XCTestCase {
         XCTAssertEqual(Summary.int(t, "steps"), 2, "batch 2: one full batch and the partial last one: \(first.stdout)")
         XCTAssertEqual(Summary.int(t, "checkpoints"), 1, "a checkpoint at the end of the stream")
         XCTAssertTrue(first.stdout.contains("| loss "), "status lines show the loss: \(first.stdout)")
+        for gauge in ["| step ", "| patches_per_s ", "| synthetic_share ", "| real_share "] {
+            XCTAssertTrue(first.stdout.contains(gauge), "status lines show \(gauge): \(first.stdout)")
+        }
+        let synthetic = Summary.int(t, "synthetic_patches") ?? -1
+        XCTAssertTrue((0...3).contains(synthetic), "synthetic_patches \(synthetic): \(first.stdout)")
         XCTAssertEqual(Summary.int(first.summary("total"), "unaccounted"), 0)
         let runs = dir.appendingPathComponent("runs")
         XCTAssertTrue(FileManager.default.fileExists(atPath: runs.appendingPathComponent("step-00000002/model.safetensors").path),

@@ -22,6 +22,31 @@ final class AutogradTests: XCTestCase {
         }
     }
 
+    /// The input gradient through `Tensor.convTranspose3d` and (stride 1) through the flipped
+    /// kernel's `conv3d` agree with each other and with the weight gradient's adjoint identity
+    /// ⟨dY, conv(x)⟩ = ⟨dX, x⟩ = ⟨dW, W⟩ (the convolution is bilinear in x and W).
+    func testConvProductVariantsAgree() {
+        defer { ConvGeometry.useKernelsTransposedGradient = false }
+        for (stride, padding, k) in [([1, 1, 1], [1, 1, 1], 3), ([1, 1, 1], [0, 0, 0], 3), ([2, 2, 2], [1, 1, 1], 3),
+                                     ([1, 2, 2], [1, 0, 1], 3), ([1, 1, 1], [2, 1, 0], 3), ([1, 1, 1], [0, 0, 0], 1)] {
+            let geo = ConvGeometry(inChannels: 3, outChannels: 5, kernel: [k, k, k], stride: stride, padding: padding, inSize: [6, 7, 5])
+            let x = random([2, 3, 6, 7, 5], seed: 21), w = random([5, 3, k, k, k], seed: 22)
+            let dy = random([2, 5] + geo.outSize, seed: 23)
+            var dxs: [Tensor] = []
+            for transposed in [false, true] {
+                ConvGeometry.useKernelsTransposedGradient = transposed
+                dxs.append(geo.inputGradient(weight: w, gradOutput: dy))
+            }
+            assertClose(dxs[1].scalars, dxs[0].scalars, atol: 1e-4, rtol: 1e-4, "dX \(geo.summary) \(padding)")
+            XCTAssertEqual(dxs[0].shape, x.shape)
+            let y = geo.forward(x, weight: w, bias: nil), dw = geo.weightGradient(input: x, gradOutput: dy)
+            func dot(_ a: Tensor, _ b: Tensor) -> Double { zip(a.scalars, b.scalars).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+            let ref = dot(dy, y)
+            XCTAssertEqual(dot(dxs[0], x), ref, accuracy: 1e-3 * max(1, abs(ref)), "⟨dX, x⟩ \(geo.summary)")
+            XCTAssertEqual(dot(dw, w), ref, accuracy: 1e-3 * max(1, abs(ref)), "⟨dW, W⟩ \(geo.summary)")
+        }
+    }
+
     /// Forward values against direct loops (the gradient checks only prove self-consistency).
     func testConvForwardsMatchDirectLoops() {
         let x = random([1, 2, 4, 5, 6], seed: 7), w = random([3, 2, 3, 3, 3], seed: 8)

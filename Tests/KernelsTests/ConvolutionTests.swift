@@ -69,138 +69,225 @@ func naiveConvTranspose3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [
     return Tensor(shape: [n, cout] + o, data: y.map { Float($0) })
 }
 
+/// Runs `body` once per convolution lowering: the portable im2col + sgemm path, and (on a CPU with
+/// AVX-512F) the direct AVX-512 kernels forced for every shape. Restores the settings after.
+func forEachConvolutionPath(_ body: (String) -> Void) {
+    let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution)
+    defer { KernelContext.useAVX512 = saved.0; KernelContext.forceDirectConvolution = saved.1 }
+    KernelContext.useAVX512 = false
+    KernelContext.forceDirectConvolution = false
+    body("gemm")
+    guard CPUFeatures.hasAVX512F else { return }
+    KernelContext.useAVX512 = true
+    KernelContext.forceDirectConvolution = true
+    body("avx512")
+}
+
 final class ConvolutionTests: XCTestCase {
     override func setUp() { KernelContext.threads = 2 }
 
-    func testConv3dMatchesNaiveForKernelsStridesAndPaddings() {
-        var rng = SeededRandom(seed: 1)
-        // (cin, cout, groups, input D,H,W, kernel, stride, front, back)
-        let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
-            (3, 5, 1, [5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1]),
-            (2, 4, 1, [7, 5, 6], [4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 1, 1]),
-            (3, 2, 1, [3, 9, 8], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
-            (2, 3, 1, [3, 11, 9], [1, 7, 7], [1, 1, 1], [0, 3, 3], [0, 3, 3]),
-            (4, 2, 1, [2, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1]),
-            (5, 3, 1, [4, 3, 5], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]),
-            (2, 3, 1, [9, 8, 9], [7, 7, 7], [1, 1, 1], [3, 3, 3], [3, 3, 3]),
-            (4, 6, 2, [5, 5, 6], [3, 3, 3], [1, 2, 1], [2, 0, 1], [0, 2, 1]),
-            (1, 2, 1, [6, 7, 5], [2, 3, 4], [2, 3, 1], [1, 2, 0], [0, 1, 3]),
-            // Tap-stacked path (D, H unstrided, Cin·kW ≥ 8) with asymmetric padding, W stride, groups.
-            (3, 4, 1, [5, 6, 9], [3, 3, 3], [1, 1, 2], [2, 0, 1], [0, 2, 1]),
-            (6, 6, 3, [4, 5, 7], [3, 2, 4], [1, 1, 1], [1, 1, 2], [1, 0, 1]),
-            (9, 5, 1, [3, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
-            (4, 3, 1, [7, 3, 3], [4, 4, 4], [1, 1, 1], [2, 2, 2], [1, 1, 1]),
+    func testAVX512SwitchFollowsTheCPUAndTheEnvironment() {
+        XCTAssertTrue(CPUFeatures.avx512Allowed(environment: [:]))
+        XCTAssertTrue(CPUFeatures.avx512Allowed(environment: ["TUMORSTREAM_NO_AVX512": "0"]))
+        XCTAssertFalse(CPUFeatures.avx512Allowed(environment: ["TUMORSTREAM_NO_AVX512": "1"]))
+        let saved = KernelContext.useAVX512
+        defer { KernelContext.useAVX512 = saved }
+        KernelContext.useAVX512 = true
+        XCTAssertEqual(KernelContext.useAVX512, CPUFeatures.hasAVX512F, "cannot be switched on without AVX-512F")
+        KernelContext.useAVX512 = false
+        XCTAssertFalse(KernelContext.useAVX512)
+        // The flags are read from /proc/cpuinfo: on Linux x86-64 they always include sse2.
+        XCTAssertTrue(CPUFeatures.flags.contains("sse2"), "cpuinfo flags not read")
+    }
+
+    func testDirectKernelsAgreeWithGEMMPathOnMidSizeShapes() throws {
+        try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
+        var rng = SeededRandom(seed: 11)
+        // (cin, cout, input, kernel, stride, padding mode): both tile shapes (cout < 4, cout 9 padded
+        // to two 8-blocks), channel chunks (many channels), stride-2 space-to-depth, k1.
+        let cases: [(Int, Int, [Int], [Int], [Int], PaddingMode)] = [
+            (5, 9, [11, 12, 13], [3, 3, 3], [1, 1, 1], .replicate),
+            (24, 2, [9, 10, 21], [3, 3, 3], [1, 1, 1], .zero),
+            (40, 16, [6, 7, 9], [3, 3, 3], [1, 1, 1], .replicate),
+            (6, 8, [12, 10, 14], [4, 4, 4], [2, 2, 2], .replicate),
+            (16, 8, [5, 9, 11], [1, 1, 1], [1, 1, 1], .zero),
         ]
-        for (cin, cout, groups, size, k, s, f, b) in cases {
-            for mode in [PaddingMode.zero, .replicate] {
-                let x = rng.tensor([2, cin] + size)
-                let w = rng.tensor([cout, cin / groups] + k, scale: 0.5)
-                let bias = rng.tensor([cout])
-                let pad = Padding3d(front: f, back: b, mode: mode)
-                let y = x.conv3d(weight: w, bias: bias, stride: s, padding: pad, groups: groups)
-                let e = naiveConv3d(x, w, bias, stride: s, front: f, back: b, replicate: mode == .replicate, groups: groups)
-                assertClose(y, e, rtol: 1e-4, atol: 1e-4, "k\(k) s\(s) pad \(f)/\(b) \(mode) groups \(groups)")
+        let saved = (KernelContext.directChannelChunkBytes, KernelContext.useAVX512)
+        defer { KernelContext.directChannelChunkBytes = saved.0; KernelContext.useAVX512 = saved.1 }
+        for (cin, cout, size, k, s, mode) in cases {
+            let x = rng.tensor([1, cin] + size)
+            let w = rng.tensor([cout, cin] + k, scale: 0.3)
+            let bias = rng.tensor([cout])
+            let pad = Padding3d.same(kernel: k, stride: s, mode: mode)
+            var results: [String: Tensor] = [:]
+            forEachConvolutionPath { path in
+                results[path] = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+            }
+            KernelContext.useAVX512 = true
+            KernelContext.forceDirectConvolution = true
+            for chunk in [1, 0] {   // one channel per chunk; no chunking
+                KernelContext.directChannelChunkBytes = chunk
+                results["chunk \(chunk)"] = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+            }
+            KernelContext.forceDirectConvolution = false
+            KernelContext.directChannelChunkBytes = saved.0
+            let reference = results["gemm"]!
+            for (name, y) in results where name != "gemm" {
+                assertClose(y, reference, rtol: 1e-4, atol: 1e-4, "\(name) cin \(cin) cout \(cout) k\(k) s\(s) \(mode)")
+            }
+        }
+        // Transposed: the VQ-GAN upsampling and the Unet's (1,4,4) one, against the GEMM path.
+        for (cin, cout, size, k, s, p) in [(12, 10, [5, 6, 7], [4, 4, 4], [2, 2, 2], [3, 3, 3]),
+                                           (9, 3, [3, 6, 5], [1, 4, 4], [1, 2, 2], [0, 1, 1])] {
+            let x = rng.tensor([1, cin] + size).padded(.uniform(1, mode: .replicate))
+            let w = rng.tensor([cin, cout] + k, scale: 0.3)
+            var results: [String: Tensor] = [:]
+            forEachConvolutionPath { path in results[path] = x.convTranspose3d(weight: w, bias: nil, stride: s, padding: p) }
+            assertClose(results["avx512"]!, results["gemm"]!, rtol: 1e-4, atol: 1e-4, "convT k\(k) s\(s)")
+        }
+    }
+
+    func testConv3dMatchesNaiveForKernelsStridesAndPaddings() {
+        forEachConvolutionPath { path in
+            var rng = SeededRandom(seed: 1)
+            // (cin, cout, groups, input D,H,W, kernel, stride, front, back)
+            let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
+                (3, 5, 1, [5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1]),
+                (2, 4, 1, [7, 5, 6], [4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 1, 1]),
+                (3, 2, 1, [3, 9, 8], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
+                (2, 3, 1, [3, 11, 9], [1, 7, 7], [1, 1, 1], [0, 3, 3], [0, 3, 3]),
+                (4, 2, 1, [2, 9, 7], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1]),
+                (5, 3, 1, [4, 3, 5], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0]),
+                (2, 3, 1, [9, 8, 9], [7, 7, 7], [1, 1, 1], [3, 3, 3], [3, 3, 3]),
+                (4, 6, 2, [5, 5, 6], [3, 3, 3], [1, 2, 1], [2, 0, 1], [0, 2, 1]),
+                (1, 2, 1, [6, 7, 5], [2, 3, 4], [2, 3, 1], [1, 2, 0], [0, 1, 3]),
+                // Tap-stacked path (D, H unstrided, Cin·kW ≥ 8) with asymmetric padding, W stride, groups.
+                (3, 4, 1, [5, 6, 9], [3, 3, 3], [1, 1, 2], [2, 0, 1], [0, 2, 1]),
+                (6, 6, 3, [4, 5, 7], [3, 2, 4], [1, 1, 1], [1, 1, 2], [1, 0, 1]),
+                (9, 5, 1, [3, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
+                (4, 3, 1, [7, 3, 3], [4, 4, 4], [1, 1, 1], [2, 2, 2], [1, 1, 1]),
+            ]
+            for (cin, cout, groups, size, k, s, f, b) in cases {
+                for mode in [PaddingMode.zero, .replicate] {
+                    let x = rng.tensor([2, cin] + size)
+                    let w = rng.tensor([cout, cin / groups] + k, scale: 0.5)
+                    let bias = rng.tensor([cout])
+                    let pad = Padding3d(front: f, back: b, mode: mode)
+                    let y = x.conv3d(weight: w, bias: bias, stride: s, padding: pad, groups: groups)
+                    let e = naiveConv3d(x, w, bias, stride: s, front: f, back: b, replicate: mode == .replicate, groups: groups)
+                    assertClose(y, e, rtol: 1e-4, atol: 1e-4, "\(path): k\(k) s\(s) pad \(f)/\(b) \(mode) groups \(groups)")
+                }
             }
         }
     }
 
     func testSamePaddingMatchesReferenceSamePadConv3d() {
-        // SamePadConv3d: total k − s, front = ceil(total/2) (F.pad's first element is p//2 + p%2).
-        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [2, 2, 2]),
-                       Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
-        XCTAssertEqual(Padding3d.same(kernel: [3, 3, 3], stride: [1, 1, 1]).front, [1, 1, 1])
-        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).front, [2, 2, 2])
-        XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).back, [1, 1, 1])
-        XCTAssertEqual(Padding3d.same(kernel: [1, 1, 1], stride: [1, 1, 1]), Padding3d(front: [0, 0, 0], back: [0, 0, 0], mode: .replicate))
-        var rng = SeededRandom(seed: 2)
-        let x = rng.tensor([1, 2, 8, 8, 8])
-        let w = rng.tensor([3, 2, 4, 4, 4])
-        let y = x.conv3d(weight: w, stride: [2, 2, 2], padding: .same(kernel: [4, 4, 4], stride: [2, 2, 2]))
-        XCTAssertEqual(y.shape, [1, 3, 4, 4, 4])
-        // Same as explicit replicate pad then an unpadded conv.
-        let explicit = x.padded(Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
-            .conv3d(weight: w, stride: [2, 2, 2])
-        assertClose(y, explicit, rtol: 1e-5, atol: 1e-5)
+        forEachConvolutionPath { path in
+            // SamePadConv3d: total k − s, front = ceil(total/2) (F.pad's first element is p//2 + p%2).
+            XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [2, 2, 2]),
+                           Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
+            XCTAssertEqual(Padding3d.same(kernel: [3, 3, 3], stride: [1, 1, 1]).front, [1, 1, 1])
+            XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).front, [2, 2, 2])
+            XCTAssertEqual(Padding3d.same(kernel: [4, 4, 4], stride: [1, 1, 1]).back, [1, 1, 1])
+            XCTAssertEqual(Padding3d.same(kernel: [1, 1, 1], stride: [1, 1, 1]), Padding3d(front: [0, 0, 0], back: [0, 0, 0], mode: .replicate))
+            var rng = SeededRandom(seed: 2)
+            let x = rng.tensor([1, 2, 8, 8, 8])
+            let w = rng.tensor([3, 2, 4, 4, 4])
+            let y = x.conv3d(weight: w, stride: [2, 2, 2], padding: .same(kernel: [4, 4, 4], stride: [2, 2, 2]))
+            XCTAssertEqual(y.shape, [1, 3, 4, 4, 4])
+            // Same as explicit replicate pad then an unpadded conv.
+            let explicit = x.padded(Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate))
+                .conv3d(weight: w, stride: [2, 2, 2])
+            assertClose(y, explicit, rtol: 1e-5, atol: 1e-5)
+        }
     }
 
     func testSmallTileBudgetGivesTheSameResult() {
-        var rng = SeededRandom(seed: 3)
-        let x = rng.tensor([1, 3, 7, 6, 5])
-        let w = rng.tensor([4, 3, 3, 3, 3])
-        let full = x.conv3d(weight: w, padding: .uniform(1))
-        let w2 = rng.tensor([4, 3, 4, 4, 4])
-        let full2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
-        let wT = rng.tensor([3, 2, 4, 4, 4])
-        let fullT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
-        let saved = KernelContext.im2colTileBytes
-        KernelContext.im2colTileBytes = 1
-        let tiled = x.conv3d(weight: w, padding: .uniform(1))
-        let tiled2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
-        let tiledT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
-        KernelContext.im2colTileBytes = saved
-        assertClose(tiled, full, rtol: 1e-5, atol: 1e-5)
-        assertClose(tiled2, full2, rtol: 1e-5, atol: 1e-5)
-        XCTAssertEqual(tiledT.shape, [1, 2, 14, 12, 10])
-        assertClose(tiledT, fullT, rtol: 1e-5, atol: 1e-5)
-        // One thread gives the same result as two.
-        KernelContext.threads = 1
-        let single = x.conv3d(weight: w, padding: .uniform(1))
-        let singleT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
-        KernelContext.threads = 2
-        assertClose(single, full, rtol: 1e-5, atol: 1e-5)
-        assertClose(singleT, fullT, rtol: 1e-5, atol: 1e-5)
+        forEachConvolutionPath { path in
+            var rng = SeededRandom(seed: 3)
+            let x = rng.tensor([1, 3, 7, 6, 5])
+            let w = rng.tensor([4, 3, 3, 3, 3])
+            let full = x.conv3d(weight: w, padding: .uniform(1))
+            let w2 = rng.tensor([4, 3, 4, 4, 4])
+            let full2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
+            let wT = rng.tensor([3, 2, 4, 4, 4])
+            let fullT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
+            let saved = KernelContext.im2colTileBytes
+            KernelContext.im2colTileBytes = 1
+            let tiled = x.conv3d(weight: w, padding: .uniform(1))
+            let tiled2 = x.conv3d(weight: w2, stride: [2, 2, 2], padding: .uniform(1, mode: .replicate))
+            let tiledT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
+            KernelContext.im2colTileBytes = saved
+            assertClose(tiled, full, rtol: 1e-5, atol: 1e-5)
+            assertClose(tiled2, full2, rtol: 1e-5, atol: 1e-5)
+            XCTAssertEqual(tiledT.shape, [1, 2, 14, 12, 10])
+            assertClose(tiledT, fullT, rtol: 1e-5, atol: 1e-5)
+            // One thread gives the same result as two.
+            KernelContext.threads = 1
+            let single = x.conv3d(weight: w, padding: .uniform(1))
+            let singleT = x.convTranspose3d(weight: wT, stride: [2, 2, 2], padding: [1, 1, 1])
+            KernelContext.threads = 2
+            assertClose(single, full, rtol: 1e-5, atol: 1e-5)
+            assertClose(singleT, fullT, rtol: 1e-5, atol: 1e-5)
+        }
     }
 
     func testConvTranspose3dMatchesScatterDefinition() {
-        var rng = SeededRandom(seed: 4)
-        // (cin, coutG, groups, input, kernel, stride, padding, outputPadding)
-        let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
-            (3, 2, 1, [3, 4, 5], [4, 4, 4], [2, 2, 2], [1, 1, 1], [0, 0, 0]),
-            (2, 3, 1, [5, 4, 3], [4, 4, 4], [2, 2, 2], [3, 3, 3], [0, 0, 0]),   // SamePadConvTranspose3d core
-            (4, 2, 1, [3, 5, 6], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 0, 0]),   // Unet Upsample
-            (2, 2, 1, [3, 3, 4], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
-            (2, 1, 2, [3, 4, 3], [3, 2, 5], [3, 2, 2], [1, 0, 2], [2, 1, 0]),
-        ]
-        for (cin, coutG, groups, size, k, s, p, op) in cases {
-            let x = rng.tensor([2, cin] + size)
-            let w = rng.tensor([cin, coutG] + k, scale: 0.5)
-            let bias = rng.tensor([coutG * groups])
-            let y = x.convTranspose3d(weight: w, bias: bias, stride: s, padding: p, outputPadding: op, groups: groups)
-            let e = naiveConvTranspose3d(x, w, bias, stride: s, padding: p, outputPadding: op, groups: groups)
-            assertClose(y, e, rtol: 1e-4, atol: 1e-4, "k\(k) s\(s) p\(p) op\(op)")
+        forEachConvolutionPath { path in
+            var rng = SeededRandom(seed: 4)
+            // (cin, coutG, groups, input, kernel, stride, padding, outputPadding)
+            let cases: [(Int, Int, Int, [Int], [Int], [Int], [Int], [Int])] = [
+                (3, 2, 1, [3, 4, 5], [4, 4, 4], [2, 2, 2], [1, 1, 1], [0, 0, 0]),
+                (2, 3, 1, [5, 4, 3], [4, 4, 4], [2, 2, 2], [3, 3, 3], [0, 0, 0]),   // SamePadConvTranspose3d core
+                (4, 2, 1, [3, 5, 6], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 0, 0]),   // Unet Upsample
+                (2, 2, 1, [3, 3, 4], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
+                (2, 1, 2, [3, 4, 3], [3, 2, 5], [3, 2, 2], [1, 0, 2], [2, 1, 0]),
+            ]
+            for (cin, coutG, groups, size, k, s, p, op) in cases {
+                let x = rng.tensor([2, cin] + size)
+                let w = rng.tensor([cin, coutG] + k, scale: 0.5)
+                let bias = rng.tensor([coutG * groups])
+                let y = x.convTranspose3d(weight: w, bias: bias, stride: s, padding: p, outputPadding: op, groups: groups)
+                let e = naiveConvTranspose3d(x, w, bias, stride: s, padding: p, outputPadding: op, groups: groups)
+                assertClose(y, e, rtol: 1e-4, atol: 1e-4, "\(path): k\(k) s\(s) p\(p) op\(op)")
+            }
         }
     }
 
     func testConvTransposeIsTheAdjointOfConvolution() {
-        // <conv(x; W), y> == <x, convT(y; W)> for zero padding, the same W and stride.
-        var rng = SeededRandom(seed: 5)
-        let cases: [([Int], [Int], [Int], [Int])] = [   // input, kernel, stride, padding
-            ([8, 8, 8], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
-            ([3, 8, 10], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
-            ([5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
-            ([9, 7, 8], [4, 3, 4], [2, 2, 3], [2, 0, 1]),
-        ]
-        for (size, k, s, p) in cases {
-            let x = rng.tensor([1, 3] + size)
-            let w = rng.tensor([4, 3] + k)
-            let cx = x.conv3d(weight: w, stride: s, padding: .symmetric(p))
-            let y = rng.tensor(cx.shape)
-            // Output padding recovers the input size lost to the floor in the conv size formula.
-            var op: [Int] = [0, 0, 0]
-            for i in 0..<3 { let full: Int = (cx.shape[2 + i] - 1) * s[i] + k[i]; op[i] = size[i] - (full - 2 * p[i]) }
-            let ty = y.convTranspose3d(weight: w, stride: s, padding: p, outputPadding: op)
-            XCTAssertEqual(ty.shape, x.shape)
-            let lhs = dot(cx, y), rhs = dot(x, ty)
-            XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)), "k\(k) s\(s) p\(p)")
+        forEachConvolutionPath { path in
+            // <conv(x; W), y> == <x, convT(y; W)> for zero padding, the same W and stride.
+            var rng = SeededRandom(seed: 5)
+            let cases: [([Int], [Int], [Int], [Int])] = [   // input, kernel, stride, padding
+                ([8, 8, 8], [4, 4, 4], [2, 2, 2], [1, 1, 1]),
+                ([3, 8, 10], [1, 4, 4], [1, 2, 2], [0, 1, 1]),
+                ([5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+                ([9, 7, 8], [4, 3, 4], [2, 2, 3], [2, 0, 1]),
+            ]
+            for (size, k, s, p) in cases {
+                let x = rng.tensor([1, 3] + size)
+                let w = rng.tensor([4, 3] + k)
+                let cx = x.conv3d(weight: w, stride: s, padding: .symmetric(p))
+                let y = rng.tensor(cx.shape)
+                // Output padding recovers the input size lost to the floor in the conv size formula.
+                var op: [Int] = [0, 0, 0]
+                for i in 0..<3 { let full: Int = (cx.shape[2 + i] - 1) * s[i] + k[i]; op[i] = size[i] - (full - 2 * p[i]) }
+                let ty = y.convTranspose3d(weight: w, stride: s, padding: p, outputPadding: op)
+                XCTAssertEqual(ty.shape, x.shape)
+                let lhs = dot(cx, y), rhs = dot(x, ty)
+                XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)), "\(path): k\(k) s\(s) p\(p)")
+            }
         }
     }
 
     func testReferenceSamePadConvTransposeDoublesTheSize() {
-        var rng = SeededRandom(seed: 6)
-        let x = rng.tensor([1, 2, 5, 6, 7])
-        let w = rng.tensor([2, 3, 4, 4, 4])
-        let y = x.padded(.uniform(1, mode: .replicate)).convTranspose3d(weight: w, stride: [2, 2, 2], padding: [3, 3, 3])
-        XCTAssertEqual(y.shape, [1, 3, 10, 12, 14])
+        forEachConvolutionPath { path in
+            var rng = SeededRandom(seed: 6)
+            let x = rng.tensor([1, 2, 5, 6, 7])
+            let w = rng.tensor([2, 3, 4, 4, 4])
+            let y = x.padded(.uniform(1, mode: .replicate)).convTranspose3d(weight: w, stride: [2, 2, 2], padding: [3, 3, 3])
+            XCTAssertEqual(y.shape, [1, 3, 10, 12, 14])
+        }
     }
 
     func testPaddedMatchesDefinition() {

@@ -39,6 +39,22 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(SlidingWindow.argmax(out), vol.scalars.map { $0 > 0 ? 0 : 1 })
     }
 
+    /// The Gaussian importance map against MONAI (scripts/importance_map_expected.py): the
+    /// reference's MONAI 0.9 erf recipe (default) and MONAI ≥ 1.0's sampled form, on two small
+    /// windows (one with the kernel truncated) and on points of the 96³ window.
+    func testImportanceMapMatchesMONAI() {
+        for c in SlidingWindowExpected.small {
+            let sw = SlidingWindow(roiSize: c.roi, sigmaScale: c.sigmaScale)
+            assertClose(sw.importanceMap(form: .erf), c.erf, atol: 1e-7, rtol: 2e-5, "erf \(c.roi)")
+            assertClose(sw.importanceMap(form: .sampled), c.sampled, atol: 1e-7, rtol: 2e-5, "sampled \(c.roi)")
+        }
+        let sw = SlidingWindow()
+        let erf = sw.importanceMap(), sampled = sw.importanceMap(form: .sampled)
+        let idx = SlidingWindowExpected.points96.map { ($0[0] * 96 + $0[1]) * 96 + $0[2] }
+        assertClose(idx.map { erf[$0] }, SlidingWindowExpected.erf96, atol: 1e-12, rtol: 2e-5, "erf 96")
+        assertClose(idx.map { sampled[$0] }, SlidingWindowExpected.sampled96, atol: 1e-12, rtol: 2e-5, "sampled 96")
+    }
+
     /// A short run on phantom-like patches (an organ ellipsoid with a darker spherical tumor,
     /// random placement and noise) lowers the DiceCE loss.
     func testShortTrainingRunLowersLoss() {

@@ -41,3 +41,12 @@ public enum SegmentationMetrics {
         }
     }
 }
+
+extension SegmentationMetrics {
+    /// The reference's organ pseudo-label masking (`val_epoch`, `validation.py`): tumor (2)
+    /// predictions where `organ` is 0 become background. `organ` is nonzero on the organ.
+    public static func maskTumor(_ prediction: inout [UInt8], organ: [UInt8], tumor: UInt8 = 2) {
+        precondition(prediction.count == organ.count, "maskTumor: prediction has \(prediction.count) voxels, organ mask \(organ.count)")
+        for i in 0..<prediction.count where prediction[i] == tumor && organ[i] == 0 { prediction[i] = 0 }
+    }
+}

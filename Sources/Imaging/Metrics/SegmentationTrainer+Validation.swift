@@ -6,7 +6,7 @@ public struct ValidationResult: CustomStringConvertible {
     public var perCase: [[ClassMetrics]]
     public var organDSC: Double, organNSD: Double, tumorDSC: Double, tumorNSD: Double
 
-    init(perCase: [[ClassMetrics]]) {
+    public init(perCase: [[ClassMetrics]]) {
         self.perCase = perCase
         func mean(_ c: Int, _ f: (ClassMetrics) -> Double) -> Double {
             let v = perCase.map { f($0[c]) }.filter { !$0.isNaN }
@@ -25,11 +25,18 @@ extension SegmentationTrainer {
     /// Gaussian), argmax, DSC and NSD at `toleranceMM` for organ and tumor.
     /// `cases` are preprocessed volumes (RAS, 1 mm, CT windowed to [0, 1], as the loader
     /// stage emits them) with labels 0/1/2 on the same grid.
+    /// `organMasks` (one per case, nonzero = organ) applies the reference's organ pseudo-label
+    /// masking: a predicted tumor voxel counts only where the pseudo-label is organ, others
+    /// become background (`tumor = prediction_tumor ∧ organ_pseudo`); organ metrics are unchanged.
     public func validate(cases: [(ct: Volume, label: LabelVolume)], window: SlidingWindow = SlidingWindow(),
-                         toleranceMM: Double = SegmentationMetrics.defaultToleranceMM) -> ValidationResult {
-        ValidationResult(perCase: cases.map { c in
+                         toleranceMM: Double = SegmentationMetrics.defaultToleranceMM,
+                         organMasks: [[UInt8]]? = nil) -> ValidationResult {
+        precondition(organMasks == nil || organMasks!.count == cases.count,
+                     "validate: \(organMasks!.count) organ masks for \(cases.count) cases")
+        return ValidationResult(perCase: cases.enumerated().map { i, c in
             precondition(c.ct.shape == c.label.shape, "validate: CT \(c.ct.shape) and label \(c.label.shape) differ")
-            let pred = SlidingWindow.argmax(predictLogits(volume: c.ct.voxels, window: window))
+            var pred = SlidingWindow.argmax(predictLogits(volume: c.ct.voxels, window: window))
+            if let organMasks { SegmentationMetrics.maskTumor(&pred, organ: organMasks[i]) }
             return SegmentationMetrics.evaluate(label: c.label.labels, prediction: pred, dims: c.label.shape,
                                                 spacingMM: c.label.spacing, classes: [1, 2], toleranceMM: toleranceMM)
         })

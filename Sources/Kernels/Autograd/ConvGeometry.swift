@@ -1,10 +1,13 @@
 import COpenBLAS
 
 /// The geometry of a zero-padded 3-D convolution (PyTorch `Conv3d` cross-correlation, NCDHW)
-/// and its three GEMM-lowered products on tiles of im2col columns:
-/// - forward: `y[co, p] = Σ_k W[co, k] · col[k, p]` (k runs over (ci, kd, kh, kw));
-/// - weight gradient: `dW[co, k] = Σ_p dY[co, p] · col[k, p]`;
-/// - input gradient: `dX = col2im(Wᵀ · dY)`.
+/// and its three products:
+/// - forward: the Kernels convolution (`Tensor.conv3d`);
+/// - input gradient: the Kernels transposed convolution (`Tensor.convTranspose3d`) with the
+///   same weight (the adjoint of the forward), or for stride 1 the Kernels convolution of dY
+///   with the flipped, transposed kernel (`useKernelsTransposedGradient` chooses, see below);
+/// - weight gradient: `dW[co, k] = Σ_p dY[co, p] · col[k, p]` on tiles of im2col columns
+///   (Kernels has no weight-gradient op).
 /// A transposed convolution is the adjoint of the convolution with the same geometry, so the
 /// same three products give its forward (input gradient), input gradient (forward) and weight
 /// gradient (weight gradient with the roles of input and output swapped).
@@ -28,6 +31,12 @@ public struct ConvGeometry: Equatable, Sendable {
     }
 
     var kernelVolume: Int { kernel[0] * kernel[1] * kernel[2] }
+
+    /// "16→32 k3 s2 @96³" (input channels → output channels, kernel, stride, input size).
+    public var summary: String {
+        let size = inSize.allSatisfy({ $0 == inSize[0] }) ? "\(inSize[0])³" : inSize.map(String.init).joined(separator: "×")
+        return "\(inChannels)→\(outChannels) k\(kernel[0]) s\(stride[0]) @\(size)"
+    }
     var rows: Int { inChannels * kernelVolume }
     var inSpatial: Int { inSize[0] * inSize[1] * inSize[2] }
     var outSpatial: Int { outSize[0] * outSize[1] * outSize[2] }
@@ -75,131 +84,73 @@ public struct ConvGeometry: Equatable, Sendable {
         }
     }
 
-    /// Adds `col[k, 0..<n]` back onto the input positions it was gathered from.
-    func col2imAdd(_ col: UnsafePointer<Float>, p0: Int, n: Int, into dx: UnsafeMutablePointer<Float>) {
-        let (oH, oW) = (outSize[1], outSize[2])
-        let (iD, iH, iW) = (inSize[0], inSize[1], inSize[2])
-        let rowsOut = n / oW, r0 = p0 / oW
-        // Parallel over input channels: each writes only its own channel of dx.
-        AutogradParallel.forEach(inChannels) { ci in
-            let xc = dx + ci * inSpatial
-            for t in 0..<kernelVolume {
-                let k = ci * kernelVolume + t
-                let kd = t / (kernel[1] * kernel[2]), kh = (t / kernel[2]) % kernel[1], kw = t % kernel[2]
-                let src = col + k * n
-                for r in 0..<rowsOut {
-                    let od = (r0 + r) / oH, oh = (r0 + r) % oH
-                    let id = od * stride[0] - padding[0] + kd, ih = oh * stride[1] - padding[1] + kh
-                    if id < 0 || id >= iD || ih < 0 || ih >= iH { continue }
-                    let dst = xc + (id * iH + ih) * iW
-                    let row = src + r * oW
-                    let s = stride[2], off = kw - padding[2]
-                    let (lo, hi) = ConvGeometry.validRange(outCount: oW, inCount: iW, stride: s, offset: off)
-                    for ow in lo..<max(lo, hi) { dst[ow * s + off] += row[ow] }
-                }
-            }
-        }
-    }
-
-    /// y[b, co, p] = Σ W[co, k] col(x[b])[k, p] (+ bias). `weight` is [Cout, Cin, kD, kH, kW].
-    /// Runs on the kernels' tiled per-thread im2col+sgemm engine (`Tensor.conv3d`).
+    /// y = conv3d(x, W) + b on the Kernels convolution. `weight` is [Cout, Cin, kD, kH, kW].
     public func forward(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && weight.shape == [outChannels, inChannels] + kernel,
                      "conv forward: input \(x.shape), weight \(weight.shape) do not match \(self)")
-        if ConvGeometry.useKernelsForward {
-            return x.conv3d(weight: weight, bias: bias, stride: stride, padding: .symmetric(padding))
-        }
-        return gemmForward(x, weight: weight, bias: bias)
+        return x.conv3d(weight: weight, bias: bias, stride: stride, padding: .symmetric(padding))
     }
 
-    /// Whether `forward` uses the kernels' engine (true) or this file's tile loop (benchmarks).
-    nonisolated(unsafe) public static var useKernelsForward = true
-
-    /// The same product with this file's im2col tiles and one multi-threaded sgemm per tile.
-    public func gemmForward(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        let n = x.shape[0]
-        var y = Tensor(uninitialized: [n, outChannels] + outSize)  // every element written by the GEMM (β = 0)
-        let tile = tileColumns
-        var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
-        x.withUnsafeBufferPointer { xp in weight.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
-            col.withUnsafeMutableBufferPointer { cp in
-                for b in 0..<n {
-                    var p0 = 0
-                    while p0 < outSpatial {
-                        let cnt = min(tile, outSpatial - p0)
-                        im2col(xp.baseAddress! + b * inChannels * inSpatial, p0: p0, n: cnt, into: cp.baseAddress!)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(outChannels), Int32(cnt), Int32(rows),
-                                    1, wp.baseAddress!, Int32(rows), cp.baseAddress!, Int32(cnt),
-                                    0, yp.baseAddress! + b * outChannels * outSpatial + p0, Int32(outSpatial))
-                        p0 += cnt
-                    }
-                }
-            }
-        }}}
-        if let bias { y.addBiasPerChannel(bias) }
-        return y
+    /// The transposed convolution's output padding that gives back `inSize` from `outSize`.
+    var adjointOutputPadding: [Int] {
+        (0..<3).map { inSize[$0] - ((outSize[$0] - 1) * stride[$0] - 2 * padding[$0] + kernel[$0]) }
     }
 
     /// dW[co, k] = Σ_b Σ_p dY[b, co, p] col(x[b])[k, p], shaped [Cout, Cin, kD, kH, kW].
+    /// Computed as dWᵀ[k, co] = col · dYᵀ (M = Cin·k³ rows, N = Cout, K = positions): OpenBLAS
+    /// handles a small N far better than a small M (Cout is 3…64 here), then transposed
+    /// (measured against dY·colᵀ and against one GEMM per kernel tap without im2col:
+    /// Benchmarks/results/trainer.md).
     public func weightGradient(input x: Tensor, gradOutput dy: Tensor) -> Tensor {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && dy.shape == [n, outChannels] + outSize,
                      "conv weight gradient: input \(x.shape), grad \(dy.shape) do not match \(self)")
-        var dw = Tensor(zeros: [outChannels, inChannels] + kernel)
+        var dwt = [Float](repeating: 0, count: rows * outChannels)
         let tile = tileColumns
         var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
-        x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in dw.withUnsafeMutableBufferPointer { wp in
+        x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in dwt.withUnsafeMutableBufferPointer { wp in
             col.withUnsafeMutableBufferPointer { cp in
                 for b in 0..<n {
                     var p0 = 0
                     while p0 < outSpatial {
                         let cnt = min(tile, outSpatial - p0)
                         im2col(xp.baseAddress! + b * inChannels * inSpatial, p0: p0, n: cnt, into: cp.baseAddress!)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(outChannels), Int32(rows), Int32(cnt),
-                                    1, gp.baseAddress! + b * outChannels * outSpatial + p0, Int32(outSpatial),
-                                    cp.baseAddress!, Int32(cnt), 1, wp.baseAddress!, Int32(rows))
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outChannels), Int32(cnt),
+                                    1, cp.baseAddress!, Int32(cnt), gp.baseAddress! + b * outChannels * outSpatial + p0,
+                                    Int32(outSpatial), 1, wp.baseAddress!, Int32(outChannels))
                         p0 += cnt
                     }
                 }
             }
         }}}
+        var dw = Tensor(uninitialized: [outChannels, inChannels] + kernel)
+        dw.withUnsafeMutableBufferPointer { d in
+            for k in 0..<rows { for co in 0..<outChannels { d[co * rows + k] = dwt[k * outChannels + co] } }
+        }
         return dw
     }
 
-    /// dX = col2im(Wᵀ dY), shaped like the convolution's input. With stride 1 it is the
-    /// forward convolution of dY with the flipped, transposed kernel (one well-shaped GEMM and
-    /// no scatter).
+    /// dX = col2im(Wᵀ dY), shaped like the convolution's input: the Kernels transposed
+    /// convolution of dY with the same weight (gather form, no scatter). With stride 1 and
+    /// `useKernelsTransposedGradient` off, the Kernels convolution of dY with the flipped,
+    /// transposed kernel instead (benchmarks compare the two).
     public func inputGradient(weight: Tensor, gradOutput dy: Tensor) -> Tensor {
         let n = dy.shape[0]
         precondition(dy.shape == [n, outChannels] + outSize && weight.shape == [outChannels, inChannels] + kernel,
                      "conv input gradient: grad \(dy.shape), weight \(weight.shape) do not match \(self)")
-        if stride == [1, 1, 1] && (0..<3).allSatisfy({ padding[$0] <= kernel[$0] - 1 }) {
+        if !ConvGeometry.useKernelsTransposedGradient && stride == [1, 1, 1]
+            && (0..<3).allSatisfy({ padding[$0] <= kernel[$0] - 1 }) {
             let flipped = ConvGeometry(inChannels: outChannels, outChannels: inChannels, kernel: kernel, stride: [1, 1, 1],
                                        padding: (0..<3).map { kernel[$0] - 1 - padding[$0] }, inSize: outSize)
             if flipped.outSize == inSize { return flipped.forward(dy, weight: flippedTransposed(weight), bias: nil) }
         }
-        var dx = Tensor(zeros: [n, inChannels] + inSize)
-        let tile = tileColumns
-        var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
-        dy.withUnsafeBufferPointer { gp in weight.withUnsafeBufferPointer { wp in dx.withUnsafeMutableBufferPointer { xp in
-            col.withUnsafeMutableBufferPointer { cp in
-                for b in 0..<n {
-                    var p0 = 0
-                    while p0 < outSpatial {
-                        let cnt = min(tile, outSpatial - p0)
-                        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cnt), Int32(outChannels),
-                                    1, wp.baseAddress!, Int32(rows),
-                                    gp.baseAddress! + b * outChannels * outSpatial + p0, Int32(outSpatial),
-                                    0, cp.baseAddress!, Int32(cnt))
-                        col2imAdd(cp.baseAddress!, p0: p0, n: cnt, into: xp.baseAddress! + b * inChannels * inSpatial)
-                        p0 += cnt
-                    }
-                }
-            }
-        }}}
-        return dx
+        return dy.convTranspose3d(weight: weight, stride: stride, padding: padding, outputPadding: adjointOutputPadding)
     }
+
+    /// Stride-1 input gradients through `Tensor.convTranspose3d` (true) or through the flipped
+    /// kernel's `Tensor.conv3d` (false, the default: measured faster, Benchmarks/results/trainer.md).
+    nonisolated(unsafe) public static var useKernelsTransposedGradient = false
 }
 
 extension ConvGeometry {

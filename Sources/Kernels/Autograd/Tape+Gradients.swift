@@ -1,3 +1,5 @@
+import Dispatch
+
 /// The backward rules, one entry per op (tinygrad's `pm_gradient` table): given the op, its
 /// input values, its output and the gradient of the output (`g`), the gradient of each input
 /// (nil where `needs` says no input wants it).
@@ -9,12 +11,12 @@ extension Tape {
         case .leaf:
             return []
         case .conv3d(let geo):          // x, W, b
-            return [need(0) ? geo.inputGradient(weight: x[1], gradOutput: g) : nil,
-                    need(1) ? geo.weightGradient(input: x[0], gradOutput: g) : nil,
+            return [need(0) ? timed("dX conv", geo) { geo.inputGradient(weight: x[1], gradOutput: g) } : nil,
+                    need(1) ? timed("dW conv", geo) { geo.weightGradient(input: x[0], gradOutput: g) } : nil,
                     need(2) ? g.channelSums() : nil]
         case .convTranspose3d(let geo): // x, W, b: the adjoint of conv(geo)
-            return [need(0) ? geo.forward(g, weight: x[1], bias: nil) : nil,
-                    need(1) ? geo.weightGradient(input: g, gradOutput: x[0]) : nil,
+            return [need(0) ? timed("dX convT", geo) { geo.forward(g, weight: x[1], bias: nil) } : nil,
+                    need(1) ? timed("dW convT", geo) { geo.weightGradient(input: g, gradOutput: x[0]) } : nil,
                     need(2) ? g.channelSums() : nil]
         case .instanceNorm(_, let rstd): // dx = rstd·(g − mean(g) − x̂·mean(g·x̂))
             return [instanceNormBackward(normalized: y, rstd: rstd, gradOutput: g)]
@@ -34,6 +36,16 @@ extension Tape {
             if s != 1 { d.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] *= s } } }
             return [d]
         }
+    }
+
+    /// Runs `body`; with `Tape.profiling` on, adds its seconds to the per-layer profile under
+    /// `what` and the geometry (`layers` keys: "dW conv 16→32 k3 s2 @96³").
+    static func timed(_ what: String, _ geo: ConvGeometry, _ body: () -> Tensor) -> Tensor {
+        guard Tape.profiling else { return body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = body()
+        Tape.layerProfile["\(what) \(geo.summary)", default: 0] += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        return r
     }
 
     static func zipMap(_ a: Tensor, _ b: Tensor, _ f: (Float, Float) -> Float) -> Tensor {

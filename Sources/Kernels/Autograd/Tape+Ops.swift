@@ -8,7 +8,7 @@ extension Tape {
         let xt = self[x], w = self[weight]
         let g = ConvGeometry(inChannels: xt.shape[1], outChannels: w.shape[0], kernel: Array(w.shape[2...]),
                              stride: stride, padding: padding, inSize: Array(xt.shape[2...]))
-        let y = g.forward(xt, weight: w, bias: bias.map { self[$0] })
+        let y = Tape.timed("fwd conv", g) { g.forward(xt, weight: w, bias: bias.map { self[$0] }) }
         return append(.conv3d(g), [x, weight] + (bias.map { [$0] } ?? []), y)
     }
 
@@ -30,8 +30,9 @@ extension Tape {
         let g = ConvGeometry(inChannels: w.shape[1], outChannels: w.shape[0], kernel: kernel,
                              stride: stride, padding: padding, inSize: outSize)
         precondition(g.outSize == Array(xt.shape[2...]), "convTranspose3d: geometry \(g) does not invert to \(xt.shape)")
-        var y = g.inputGradient(weight: w, gradOutput: xt)
-        if let bias { y.addBiasPerChannel(self[bias]) }
+        let y = Tape.timed("fwd convT", g) {
+            xt.convTranspose3d(weight: w, bias: bias.map { self[$0] }, stride: stride, padding: padding, outputPadding: outputPadding)
+        }
         return append(.convTranspose3d(g), [x, weight] + (bias.map { [$0] } ?? []), y)
     }
 

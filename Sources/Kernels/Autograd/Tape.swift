@@ -42,6 +42,8 @@ public final class Tape {
     /// when `profiling` is on; for benchmarks.
     nonisolated(unsafe) public static var profiling = false
     nonisolated(unsafe) public static var profile: [String: Double] = [:]
+    /// Per-layer seconds of the convolution products (forward, dX, dW), keyed by geometry.
+    nonisolated(unsafe) public static var layerProfile: [String: Double] = [:]
     var lastAppend = DispatchTime.now().uptimeNanoseconds
 
     static func kind(_ op: Op) -> String {

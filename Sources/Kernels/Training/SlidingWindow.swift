@@ -3,17 +3,19 @@ import Foundation
 /// MONAI's `sliding_window_inference` for one volume (sw_batch 1): windows of `roiSize` at an
 /// interval of roi·(1 − overlap), the last window of each axis moved back to end at the border
 /// (`dense_patch_slices`), volumes smaller than the window padded with zeros on both sides, and
-/// window logits blended with a Gaussian importance map (σ = 0.125·roi, centred at roi/2,
-/// maximum 1; MONAI's `compute_importance_map(mode="gaussian")` with sampled rather than
-/// erf-integrated weights).
+/// window logits blended with a Gaussian importance map (σ = 0.125·roi): by default MONAI 0.9's
+/// `compute_importance_map(mode="gaussian")` (erf-integrated kernel, the version the reference
+/// pins), optionally MONAI ≥ 1.0's sampled form (`GaussianForm`).
 public struct SlidingWindow: Sendable {
     public var roiSize: [Int]
     public var overlap: Double
     public var sigmaScale: Double
+    public var gaussianForm: GaussianForm
 
-    public init(roiSize: [Int] = [96, 96, 96], overlap: Double = 0.5, sigmaScale: Double = 0.125) {
+    public init(roiSize: [Int] = [96, 96, 96], overlap: Double = 0.5, sigmaScale: Double = 0.125,
+                gaussianForm: GaussianForm = .erf) {
         precondition(roiSize.count == 3 && (0..<1).contains(overlap), "SlidingWindow: roi \(roiSize), overlap \(overlap)")
-        self.roiSize = roiSize; self.overlap = overlap; self.sigmaScale = sigmaScale
+        self.roiSize = roiSize; self.overlap = overlap; self.sigmaScale = sigmaScale; self.gaussianForm = gaussianForm
     }
 
     /// Window start offsets along one axis of `size` (≥ roi).
@@ -31,17 +33,54 @@ public struct SlidingWindow: Sendable {
         return out
     }
 
-    /// The blending weights of one window, [D·H·W].
-    func importanceMap() -> [Float] {
-        let axes = roiSize.map { n -> [Double] in
-            let sigma = sigmaScale * Double(n), c = Double(n / 2)
-            return (0..<n).map { exp(-(Double($0) - c) * (Double($0) - c) / (2 * sigma * sigma)) }
+    /// How the Gaussian importance map is built.
+    public enum GaussianForm: String, Sendable {
+        /// MONAI ≤ 0.9 (the version the reference pins): a unit impulse at `roi / 2` filtered by
+        /// `GaussianFilter(sigma = sigma_scale·roi)` (erf kernel `0.5·(erf((x+½)/(σ√2)) −
+        /// erf((x−½)/(σ√2)))`, truncated at int(max(4σ, 0.5) + 0.5), zero padding), divided by
+        /// its maximum, zeros raised to the smallest nonzero value.
+        case erf
+        /// MONAI ≥ 1.0: sampled `exp(−x²/2σ²)` on x = −(n−1)/2 … (n−1)/2 per axis (not
+        /// normalised), clamped below at max(min, 1e-3).
+        case sampled
+    }
+
+    /// The blending weights of one window, [D·H·W], as MONAI's `compute_importance_map(mode="gaussian")`.
+    public func importanceMap(form: GaussianForm = .erf) -> [Float] {
+        let axes: [[Double]] = roiSize.map { n in
+            let sigma = sigmaScale * Double(n)
+            switch form {
+            case .erf:
+                // In Float32 as torch evaluates it (the tails are differences of erf values near 1).
+                let sigma = Float(sigmaScale * Double(n))
+                let tail = Int(max(Double(sigma) * 4, 0.5) + 0.5), c = n / 2
+                let t = Float(0.70710678) / sigma
+                return (0..<n).map { i in
+                    let x = Float(i - c)
+                    guard abs(i - c) <= tail else { return 0 }
+                    return Double(max(0, 0.5 * (erf(t * (x + 0.5)) - erf(t * (x - 0.5)))))
+                }
+            case .sampled:
+                return (0..<n).map { i in
+                    let x = Double(i) - Double(n - 1) / 2
+                    return exp(x * x / (-2 * sigma * sigma))
+                }
+            }
         }
-        var w = [Float](repeating: 0, count: roiSize.reduce(1, *))
+        let count = roiSize.reduce(1, *)
+        var w = [Double](repeating: 0, count: count)
         var i = 0
-        for a in axes[0] { for b in axes[1] { for c in axes[2] { w[i] = Float(max(a * b * c, 1e-30)); i += 1 } } }
-        let m = w.max()!, floor = w.filter { $0 > 0 }.min()!
-        return w.map { max($0 / m, floor / m) }
+        for a in axes[0] { for b in axes[1] { for c in axes[2] { w[i] = a * b * c; i += 1 } } }
+        switch form {
+        case .erf:
+            let m = w.max()!
+            for j in 0..<count { w[j] /= m }
+            let floor = w.filter { $0 > 0 }.min() ?? 1
+            return w.map { Float(max($0, floor)) }
+        case .sampled:
+            let floor = max(w.min()!, 1e-3)
+            return w.map { Float(max($0, floor)) }
+        }
     }
 
     /// Blended logits [classes, D, H, W] for `volume` [D, H, W] (or [1, D, H, W]); `model`
@@ -60,7 +99,7 @@ public struct SlidingWindow: Sendable {
                 for w in 0..<size[2] { p[o + w] = src[(d * size[1] + h) * size[2] + w] }
             }}
         }
-        let imp = importanceMap()
+        let imp = importanceMap(form: gaussianForm)
         let n = padded.reduce(1, *)
         var acc = [Float](repeating: 0, count: classes * n), norm = [Float](repeating: 0, count: n)
         let roi = roiSize
