@@ -23,7 +23,8 @@ extension TumorD {
             } catch {
                 reportAndExit(error)
             }
-            BLASThreads.count = config.pipeline.map { config.stage($0).threads }.max() ?? 1
+            // One process for every stage: the budgets are process-wide, so the largest applies.
+            StageThreads.apply(config.pipeline.map { config.stage($0).threads }.max() ?? 1)
             let logger = options.logger("tumord")
             print("tumord run: \(config.pipeline.map(\.rawValue).joined(separator: " -> "))"
                   + (config.data.maxPatches.map { ", max \($0) patches" } ?? ", until stopped")

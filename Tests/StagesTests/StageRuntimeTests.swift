@@ -47,6 +47,7 @@ final class StageRuntimeTests: XCTestCase {
                                     sink: { _ in CollectingSink(collected) }, sinkReplicas: 1)
         specs[0].replicas = [0, 1, 2]
         specs[0].totalReplicas = 3
+        specs[1].expectedEndOfStreams = 3  // one marker from each loader replica
         try await TestGraph.run(services(specs))
         XCTAssertEqual(collected.patchIDs.sorted(), (0..<21).map(UInt64.init))
     }
