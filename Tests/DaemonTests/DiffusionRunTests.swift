@@ -26,7 +26,8 @@ final class DiffusionRunTests: XCTestCase {
         writer: {out_dir: "\(out.path)", compress: false}
         stages:
           loader: {threads: 1}
-          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4}
+          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4, delay_ms: 4000,
+                   control: "tcp://127.0.0.1:\(base + 41)"}
           encoder: {threads: 2, input: "inproc://encoder.in", hwm: 1}
           sampler: {threads: 2, input: "inproc://sampler.in", hwm: 1}
           blender: {threads: 2, input: "inproc://blender.in", hwm: 1}
@@ -34,14 +35,20 @@ final class DiffusionRunTests: XCTestCase {
 
         """
         let path = try TestConfigs.write(config, in: dir)
-        // The cropper's tap keeps the patch as it was before synthesis.
+        let run = try TumordProcess(["run", "--config", path, "--max-patches", "1"], name: "run", currentDirectory: dir)
+        // The cropper's tap keeps the patch as it was before synthesis. The cropper holds the patch
+        // 4 s before emitting; subscribe once its sockets are bound (status answers), well before.
+        var bound = false
+        for _ in 0..<40 where !bound {
+            bound = (try? TumordBinary.run(["status", "tcp://127.0.0.1:\(base + 41)", "--timeout", "1"]))?.status == 0
+            if !bound { usleep(100_000) }
+        }
+        XCTAssertTrue(bound, "the cropper answers status")
         let before = dir.appendingPathComponent("before")
         let tap = try TumordProcess(["tap", "tcp://127.0.0.1:\(base + 21)", "--count", "1", "--save", before.path,
                                      "--timeout", "120"], name: "tap")
-        usleep(500_000)
-        let run = try TumordProcess(["run", "--config", path, "--max-patches", "1"], name: "run", currentDirectory: dir)
         XCTAssertEqual(run.wait(timeout: 240), 0, "tumord run exits 0:\n\(run.stdout)\n\(run.stderr)")
-        XCTAssertEqual(tap.wait(timeout: 30), 0, tap.stderr)
+        XCTAssertEqual(tap.wait(timeout: 30), 0, "tap:\n\(tap.stdout)\n\(tap.stderr)\nrun:\n\(run.stdout)")
         let total = run.summary("total")
         XCTAssertEqual(Summary.int(total, "produced"), 1)
         XCTAssertEqual(Summary.int(total, "delivered"), 1, run.stdout)

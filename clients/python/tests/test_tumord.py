@@ -59,6 +59,18 @@ def summary(stdout, stage):
     return dict(kv.split("=", 1) for kv in line[-1].split() if "=" in kv)
 
 
+def wait_bound(ctl_port, timeout=60):
+    """Waits until the last stage answers status: its sockets are bound. (Connecting a client to
+    a loopback port in the ephemeral range before anyone listens there could connect it to itself.)"""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            return tumorstream.status(f"tcp://127.0.0.1:{ctl_port}", timeout_ms=1000)
+        except TimeoutError:
+            pass
+    raise AssertionError(f"no status from tcp://127.0.0.1:{ctl_port} within {timeout} s")
+
+
 def start_tumord(config, patches):
     return subprocess.Popen([TUMORD, "run", "--config", config, "--max-patches", str(patches)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -72,14 +84,8 @@ def test_patches_from_a_running_tumord(tmp_path):
     proc = start_tumord(config, count)
     try:
         # The stage waits for its reader (backpressure): ask its control socket first.
-        deadline = time.time() + 60
-        reply = None
-        while time.time() < deadline and reply is None:
-            try:
-                reply = tumorstream.status(f"tcp://127.0.0.1:{ctl_port}", timeout_ms=1000)
-            except TimeoutError:
-                pass
-        assert reply is not None and reply.stage == "blender"
+        reply = wait_bound(ctl_port)
+        assert reply.stage == "blender"
         with PatchStream(f"tcp://127.0.0.1:{out_port}", timeout_ms=60000) as stream:
             patches = list(stream)
             assert not stream.rejected
@@ -130,6 +136,7 @@ def test_tumord_without_synthesis_sends_only_real_patches(tmp_path):
     config = write_config(tmp, out_port, ctl_port, synth_p=0.0)
     proc = start_tumord(config, 3)
     try:
+        wait_bound(ctl_port)
         with PatchStream(f"tcp://127.0.0.1:{out_port}", timeout_ms=60000, copy=True) as stream:
             patches = list(stream)
         stdout, stderr = proc.communicate(timeout=60)
