@@ -17,6 +17,9 @@ extension TumorD {
 
         @OptionGroup var options: ConfigOptions
 
+        @Option(name: .long, help: "Serve Prometheus metrics of this process at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).")
+        var metrics: String?
+
         @Option(name: .long, help: "Run only this replica (0-based) of the stage.")
         var replica: Int?
 
@@ -50,7 +53,7 @@ extension TumorD {
             fflush(stdout)
             let logger = options.logger("tumord.\(name)")
             let runner = PipelineRunner(specs: specs, statusInterval: config.runtime.statusInterval, logger: logger,
-                                        wholeGraph: false)
+                                        wholeGraph: false, metrics: metrics)
             let outcome: PipelineRunner.Outcome
             do {
                 outcome = try await runner.run()

@@ -8,6 +8,8 @@ import re
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -71,21 +73,43 @@ def wait_bound(ctl_port, timeout=60):
     raise AssertionError(f"no status from tcp://127.0.0.1:{ctl_port} within {timeout} s")
 
 
-def start_tumord(config, patches):
-    return subprocess.Popen([TUMORD, "run", "--config", config, "--max-patches", str(patches)],
+def start_tumord(config, patches, *extra):
+    return subprocess.Popen([TUMORD, "run", "--config", config, "--max-patches", str(patches), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_patches_from_a_running_tumord(tmp_path):
     tmp = tmp_path
-    out_port, ctl_port = free_ports(2)
+    out_port, ctl_port, metrics_port = free_ports(3)
     config = write_config(tmp, out_port, ctl_port)
     count = 6
-    proc = start_tumord(config, count)
+    proc = start_tumord(config, count, "--metrics", f"127.0.0.1:{metrics_port}")
     try:
         # The stage waits for its reader (backpressure): ask its control socket first.
         reply = wait_bound(ctl_port)
         assert reply.stage == "blender"
+        # Prometheus text format at /metrics while the graph waits for its reader.
+        def scrape():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            samples = {}
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    name, value = line.rsplit(" ", 1)
+                    samples[name] = float(value)
+            return text, samples
+
+        deadline = time.time() + 60
+        text, samples = scrape()
+        while samples['tumorstream_emitted_total{stage="loader",replica="0"}'] < 1 and time.time() < deadline:
+            time.sleep(0.2)  # the loader is still building the phantom
+            text, samples = scrape()
+        assert "# TYPE tumorstream_emitted_total counter" in text
+        for stage in STAGES:
+            assert f'tumorstream_received_total{{stage="{stage}",replica="0"}}' in samples
+        assert samples['tumorstream_emitted_total{stage="loader",replica="0"}'] >= 1
+        assert samples['tumorstream_blocked_seconds_total{stage="blender",replica="0"}'] >= 0
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/other", timeout=10)
         with PatchStream(f"tcp://127.0.0.1:{out_port}", timeout_ms=60000) as stream:
             patches = list(stream)
             assert not stream.rejected
