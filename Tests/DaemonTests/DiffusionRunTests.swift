@@ -26,24 +26,24 @@ final class DiffusionRunTests: XCTestCase {
         writer: {out_dir: "\(out.path)", compress: false}
         stages:
           loader: {threads: 1}
-          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4, delay_ms: 4000,
-                   control: "tcp://127.0.0.1:\(base + 41)"}
+          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4, delay_ms: 4000}
           encoder: {threads: 2, input: "inproc://encoder.in", hwm: 1}
           sampler: {threads: 2, input: "inproc://sampler.in", hwm: 1}
           blender: {threads: 2, input: "inproc://blender.in", hwm: 1}
-          writer: {threads: 1, input: "inproc://writer.in", hwm: 1}
+          writer: {threads: 1, input: "inproc://writer.in", hwm: 1, control: "tcp://127.0.0.1:\(base + 41)"}
 
         """
         let path = try TestConfigs.write(config, in: dir)
         let run = try TumordProcess(["run", "--config", path, "--max-patches", "1"], name: "run", currentDirectory: dir)
         // The cropper's tap keeps the patch as it was before synthesis. The cropper holds the patch
-        // 4 s before emitting; subscribe once its sockets are bound (status answers), well before.
+        // 4 s before emitting; subscribe once the graph's sockets are bound (the idle writer answers
+        // status; the cropper cannot while it holds the patch), well before.
         var bound = false
         for _ in 0..<40 where !bound {
             bound = (try? TumordBinary.run(["status", "tcp://127.0.0.1:\(base + 41)", "--timeout", "1"]))?.status == 0
             if !bound { usleep(100_000) }
         }
-        XCTAssertTrue(bound, "the cropper answers status")
+        XCTAssertTrue(bound, "the writer answers status")
         let before = dir.appendingPathComponent("before")
         let tap = try TumordProcess(["tap", "tcp://127.0.0.1:\(base + 21)", "--count", "1", "--save", before.path,
                                      "--timeout", "120"], name: "tap")
