@@ -32,7 +32,7 @@ public struct JournalState: Equatable, Sendable {
     static let size = 4096
 
     /// One line of `key=value` fields, padded with spaces to `size` bytes.
-    func encoded() -> [UInt8] {
+    public func encoded() -> [UInt8] {
         func map(_ m: [String: UInt64]) -> String {
             m.isEmpty ? "-" : m.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
         }
@@ -45,7 +45,7 @@ public struct JournalState: Equatable, Sendable {
     }
 
     /// Parses `encoded()`; nil for anything else (a foreign or torn file is ignored, not trusted).
-    static func decode(_ text: String) -> JournalState? {
+    public static func decode(_ text: String) -> JournalState? {
         let line = text.split(separator: "\n").first.map(String.init) ?? ""
         let parts = line.split(separator: " ")
         guard parts.count == 8, parts[0] == "tumord-journal", parts[1] == "v1" else { return nil }
