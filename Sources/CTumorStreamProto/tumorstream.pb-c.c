@@ -489,7 +489,7 @@ const ProtobufCMessageDescriptor tumorstream__stage_timing__descriptor =
   (ProtobufCMessageInit) tumorstream__stage_timing__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tumorstream__patch_header__field_descriptors[15] =
+static const ProtobufCFieldDescriptor tumorstream__patch_header__field_descriptors[17] =
 {
   {
     "schema_version",
@@ -671,6 +671,30 @@ static const ProtobufCFieldDescriptor tumorstream__patch_header__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stream_id",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tumorstream__PatchHeader, stream_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "sender",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tumorstream__PatchHeader, sender),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tumorstream__patch_header__field_indices_by_name[] = {
   10,   /* field[10] = affine */
@@ -683,8 +707,10 @@ static const unsigned tumorstream__patch_header__field_indices_by_name[] = {
   12,   /* field[12] = provenance */
   0,   /* field[0] = schema_version */
   3,   /* field[3] = seed */
+  16,   /* field[16] = sender */
   2,   /* field[2] = source_case */
   9,   /* field[9] = spacing */
+  15,   /* field[15] = stream_id */
   6,   /* field[6] = synthesize */
   5,   /* field[5] = tumor_type */
   7,   /* field[7] = volume_shape */
@@ -692,7 +718,7 @@ static const unsigned tumorstream__patch_header__field_indices_by_name[] = {
 static const ProtobufCIntRange tumorstream__patch_header__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor tumorstream__patch_header__descriptor =
 {
@@ -702,7 +728,7 @@ const ProtobufCMessageDescriptor tumorstream__patch_header__descriptor =
   "Tumorstream__PatchHeader",
   "tumorstream",
   sizeof(Tumorstream__PatchHeader),
-  15,
+  17,
   tumorstream__patch_header__field_descriptors,
   tumorstream__patch_header__field_indices_by_name,
   1,  tumorstream__patch_header__number_ranges,

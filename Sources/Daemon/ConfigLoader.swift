@@ -46,6 +46,7 @@ enum ConfigLoader {
             if let v = try r.double("idle_timeout_s", in: 0.05...3600) { config.runtime.idleTimeout = v }
             if let v = try r.double("drain_timeout_s", in: 0...86400) { config.runtime.drainTimeout = v }
             if let v = try r.int("linger_ms", in: 0...3_600_000) { config.runtime.lingerMilliseconds = v }
+            config.runtime.stateDirectory = try r.string("state_dir").map { resolve($0, baseDirectory) }
             try r.finish()
         }
         if let stages = try top.mapping("stages") {
@@ -63,6 +64,8 @@ enum ConfigLoader {
                 if let v = try s.int("hwm", in: 1...100_000) { c.hwm = v }
                 c.tap = try s.string("tap")
                 if let v = try s.int("tap_hwm", in: 1...100_000) { c.tapHWM = v }
+                c.output = try s.string("output")
+                if let v = try s.int("output_hwm", in: 1...100_000) { c.outputHWM = v }
                 c.control = try s.string("control")
                 if let v = try s.int("delay_ms", in: 0...600_000) { c.delayMilliseconds = v }
                 try s.finish()

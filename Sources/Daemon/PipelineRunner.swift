@@ -15,6 +15,8 @@ struct PipelineRunner {
     var logger: Logger
     /// Also print queue depths (only meaningful when the whole graph runs here).
     var wholeGraph: Bool
+    /// `HOST:PORT` of a Prometheus `/metrics` endpoint for this process (`--metrics`), if any.
+    var metrics: String? = nil
 
     struct Outcome {
         var stages: [StatusLine.Stage]
@@ -26,6 +28,14 @@ struct PipelineRunner {
         let pipeline = PipelineService(specs: specs, context: context, logger: logger)
         let services = pipeline.stages
         let reporter = StatusReporter(services: services, interval: statusInterval, queueDepths: wholeGraph)
+        var endpoint: MetricsEndpoint?
+        if let metrics {
+            let e = try MetricsEndpoint(address: metrics) { services.flatMap { $0.counters.map { $0.snapshot() } } }
+            try e.start()
+            endpoint = e
+            logger.notice("metrics at http://\(metrics)/metrics")
+        }
+        defer { endpoint?.stop() }
         // The pipeline last, so that it is the first to hear of a graceful shutdown; when it has
         // drained by itself (end of stream) it ends the group.
         let configs: [ServiceGroupConfiguration.ServiceConfiguration] = [

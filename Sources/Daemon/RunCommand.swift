@@ -13,6 +13,9 @@ extension TumorD {
 
         @OptionGroup var options: ConfigOptions
 
+        @Option(name: .long, help: "Serve Prometheus metrics of this process at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).")
+        var metrics: String?
+
         func run() async throws {
             MallocTuning.apply()
             let config: PipelineConfig
@@ -23,7 +26,8 @@ extension TumorD {
             } catch {
                 reportAndExit(error)
             }
-            BLASThreads.count = config.pipeline.map { config.stage($0).threads }.max() ?? 1
+            // One process for every stage: the budgets are process-wide, so the largest applies.
+            StageThreads.apply(config.pipeline.map { config.stage($0).threads }.max() ?? 1)
             let logger = options.logger("tumord")
             print("tumord run: \(config.pipeline.map(\.rawValue).joined(separator: " -> "))"
                   + (config.data.maxPatches.map { ", max \($0) patches" } ?? ", until stopped")
@@ -31,7 +35,7 @@ extension TumorD {
                   + ", queue bound \(StandardStages.memoryBoundDescription(config))")
             fflush(stdout)
             let runner = PipelineRunner(specs: specs, statusInterval: config.runtime.statusInterval, logger: logger,
-                                        wholeGraph: true)
+                                        wholeGraph: true, metrics: metrics)
             let outcome: PipelineRunner.Outcome
             do {
                 outcome = try await runner.run()

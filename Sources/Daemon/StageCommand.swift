@@ -17,6 +17,9 @@ extension TumorD {
 
         @OptionGroup var options: ConfigOptions
 
+        @Option(name: .long, help: "Serve Prometheus metrics of this process at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).")
+        var metrics: String?
+
         @Option(name: .long, help: "Run only this replica (0-based) of the stage.")
         var replica: Int?
 
@@ -35,14 +38,22 @@ extension TumorD {
             do {
                 config = try options.load()
                 specs = try PipelineGraph.specs(config, selection: .stage(stage, replica: replica),
-                                                host: ProcessInfo.processInfo.hostName, roles: StandardStages.role)
+                                                host: ProcessInfo.processInfo.hostName,
+                                                stateDirectory: config.runtime.stateDirectory ?? Self.defaultStateDirectory(options.config),
+                                                roles: StandardStages.role)
             } catch {
                 reportAndExit(error)
             }
-            BLASThreads.count = config.stage(stage).threads
+            // This process runs one stage: its budget is the process's (OpenBLAS threads and the
+            // chunk count of our own loops, both process-wide; see docs/daemon.md).
+            StageThreads.apply(config.stage(stage).threads)
+            print("tumord stage \(name): replica \(replica.map(String.init) ?? "0..<\(config.stage(stage).replicas)"),"
+                  + " threads \(config.stage(stage).threads) (OpenBLAS \(BLASThreads.count)),"
+                  + " state \(specs.first?.stateDirectory ?? "-")")
+            fflush(stdout)
             let logger = options.logger("tumord.\(name)")
             let runner = PipelineRunner(specs: specs, statusInterval: config.runtime.statusInterval, logger: logger,
-                                        wholeGraph: false)
+                                        wholeGraph: false, metrics: metrics)
             let outcome: PipelineRunner.Outcome
             do {
                 outcome = try await runner.run()
@@ -50,6 +61,17 @@ extension TumorD {
                 reportAndExit(error)
             }
             for line in PipelineRunner.summaryLines(outcome, source: nil, sink: nil) { print(line) }
+        }
+
+        /// `runtime.state_dir` when unset: one directory per config file (absolute path) under
+        /// the temporary directory, so that the stage processes of one graph find their journals
+        /// and two graphs never share them.
+        static func defaultStateDirectory(_ configPath: String) -> String {
+            let absolute = URL(fileURLWithPath: configPath).standardizedFileURL.path
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in absolute.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            let base = (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") as NSString
+            return base.appendingPathComponent("tumord-state-\(getuid())/\(String(h, radix: 16))")
         }
     }
 }

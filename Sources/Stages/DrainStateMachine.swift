@@ -1,11 +1,12 @@
 /// When a stage (all its replicas in this process) may stop: the end-of-stream and shutdown
 /// accounting as a pure state machine, tested without sockets (STYLE §4).
 ///
-/// An upstream group sends one end-of-stream marker after its last patch, carrying how many
-/// messages it sent on the edge. Replicas of this stage share one machine: a marker lands on one
-/// replica while patches sent before it may still sit in the pipes of the others, so the stage is
-/// drained when every expected marker arrived *and* the messages received add up to the
-/// announced count. Messages that never arrive (a peer process killed with patches in its queues)
+/// Every replica of the upstream stage sends each replica of this stage one end-of-stream marker
+/// after its last patch, carrying how many messages it sent to that replica (one machine per
+/// receiving replica, whether it is a thread or a process). A marker travels behind the patches
+/// of its sender on the same connection, but patches of other senders may still be on their way,
+/// so the replica is drained when every expected marker arrived *and* the messages received add
+/// up to the announced count. Messages that never arrive (a peer process killed with patches in its queues)
 /// are given up on after `idleTimeout` seconds of silence and reported as `lost`, never silently.
 ///
 /// A graceful shutdown without a marker (one `tumord stage` process stopped while its upstream
@@ -26,6 +27,8 @@ public struct DrainStateMachine: Sendable {
     public private(set) var announced: UInt64 = 0
     public private(set) var endOfStreams = 0
     public private(set) var finished: Action?
+    /// Senders whose marker arrived (a repeated marker from one sender counts once).
+    public private(set) var markerSenders: [String: UInt64] = [:]
     private var lastActivity: Double
     private var shutdownAt: Double?
 
@@ -43,10 +46,23 @@ public struct DrainStateMachine: Sendable {
         lastActivity = now
     }
 
-    /// An end-of-stream marker from an upstream group that sent `sent` messages.
-    public mutating func endOfStream(sent: UInt64, now: Double) {
+    /// An end-of-stream marker from an upstream replica that sent `sent` messages here. A named
+    /// `sender` counts once: a second marker from it is ignored.
+    public mutating func endOfStream(sent: UInt64, from sender: String = "", now: Double) {
+        lastActivity = now
+        if !sender.isEmpty {
+            guard markerSenders[sender] == nil else { return }
+            markerSenders[sender] = sent
+        }
         endOfStreams += 1
         announced += sent
+    }
+
+    /// Takes over the state a previous process of this replica left in its journal (see
+    /// `StageJournal`): what it received and which markers it saw.
+    public mutating func restore(received: UInt64, markers: [String: UInt64], now: Double) {
+        self.received += received
+        for (sender, sent) in markers { endOfStream(sent: sent, from: sender, now: now) }
         lastActivity = now
     }
 

@@ -33,8 +33,10 @@ public struct PipelineConfig: Sendable {
         guard pipeline.first == .loader else {
             throw ConfigError(keyPath: "pipeline", "must start with loader, got \(pipeline.map(\.rawValue))")
         }
-        guard let last = pipeline.last, last == .writer || last == .trainer, pipeline.count >= 2 else {
-            throw ConfigError(keyPath: "pipeline", "must end with writer or trainer, got \(pipeline.map(\.rawValue))")
+        guard let last = pipeline.last, last == .writer || last == .trainer || stage(last).output != nil,
+              pipeline.count >= 2 else {
+            throw ConfigError(keyPath: "pipeline", "must end with writer or trainer, or with a stage that has an output"
+                              + " endpoint for an external reader; got \(pipeline.map(\.rawValue))")
         }
         for (i, name) in pipeline.enumerated() {
             if pipeline[..<i].contains(name) { throw ConfigError(keyPath: "pipeline", "lists \(name) twice") }
@@ -51,7 +53,14 @@ public struct PipelineConfig: Sendable {
             } else if s.input == nil {
                 throw ConfigError(keyPath: "\(key).input", "missing: every stage after the loader needs an input endpoint")
             }
-            for (field, endpoint) in [("input", s.input), ("tap", s.tap), ("control", s.control)] {
+            if s.output != nil && (name != last || name == .writer || name == .trainer) {
+                throw ConfigError(keyPath: "\(key).output", name == last ? "a \(name) has no output"
+                                  : "only the last stage of the pipeline has an output (the others feed the next stage)")
+            }
+            if s.output?.hasPrefix("inproc://") == true {
+                throw ConfigError(keyPath: "\(key).output", "must be tcp:// or ipc://: the reader is another process")
+            }
+            for (field, endpoint) in [("input", s.input), ("tap", s.tap), ("control", s.control), ("output", s.output)] {
                 guard let endpoint else { continue }
                 do { try StageEndpoints.validate(endpoint) } catch {
                     throw ConfigError(keyPath: "\(key).\(field)", "\(error)")
@@ -119,6 +128,11 @@ public struct StageConfig: Sendable, Equatable {
     public var hwm = 2
     public var tap: String?
     public var tapHWM = 2
+    /// Last stage only: an endpoint this stage binds a PUSH socket on for external readers
+    /// (the Python client), instead of feeding a writer or trainer.
+    public var output: String?
+    /// Send high-water mark of `output`, in messages.
+    public var outputHWM = 4
     public var control: String?
     /// Artificial delay per patch in milliseconds (for backpressure demonstrations); 0 normally.
     public var delayMilliseconds = 0
@@ -135,6 +149,9 @@ public struct RuntimeConfig: Sendable, Equatable {
     public var drainTimeout: Double = 30
     /// Milliseconds closing an output may keep delivering queued messages.
     public var lingerMilliseconds = 10_000
+    /// Where `tumord stage` processes keep their journals (restart accounting); nil: a
+    /// per-config directory under the system's temporary directory.
+    public var stateDirectory: String?
     public init() {}
 }
 

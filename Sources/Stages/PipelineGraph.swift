@@ -12,8 +12,11 @@ public enum PipelineGraph {
     /// Creates the work of a stage; `StandardStages` is the real one, tests pass their own.
     public typealias RoleFactory = (_ stage: StageName, _ config: PipelineConfig) throws -> StageSpec.Role
 
+    /// `stateDirectory`: where replicas keep their journals (`StageJournal`); `tumord stage`
+    /// passes `runtime.state_dir` or a default, `tumord run` none (its stages cannot be
+    /// restarted one by one).
     public static func specs(_ config: PipelineConfig, selection: Selection, host: String = "",
-                             roles: RoleFactory) throws -> [StageSpec] {
+                             stateDirectory: String? = nil, roles: RoleFactory) throws -> [StageSpec] {
         try config.validate()
         let chosen: [StageName]
         switch selection {
@@ -41,7 +44,15 @@ public enum PipelineGraph {
                 spec.output = n.input
                 spec.outputReplicas = n.replicas
                 spec.outputHWM = n.hwm
+            } else if let external = s.output {
+                spec.output = external
+                spec.outputBinds = true
+                spec.outputHWM = s.outputHWM
             }
+            if let previous = config.previous(before: name) {
+                spec.expectedEndOfStreams = config.stage(previous).replicas
+            }
+            spec.stateDirectory = stateDirectory
             spec.tap = s.tap
             spec.tapHWM = s.tapHWM
             spec.control = s.control
@@ -49,7 +60,7 @@ public enum PipelineGraph {
             spec.idleTimeout = config.runtime.idleTimeout
             spec.drainTimeout = config.runtime.drainTimeout
             spec.lingerMilliseconds = config.runtime.lingerMilliseconds
-            spec.sendsEndOfStream = replicas.count == s.replicas
+            spec.sendsEndOfStream = true
             spec.host = host
             return spec
         }

@@ -42,9 +42,9 @@ public final class StageCounters: @unchecked Sendable {
             latency.record(seconds)
         }
     }
-    func reject(_ reason: String, error: String) {
+    func reject(_ reason: String, count: UInt64 = 1, error: String) {
         locked {
-            rejectedByReason[reason, default: 0] += 1
+            rejectedByReason[reason, default: 0] += count
             inFlight = 0
             lastError = error
         }
@@ -59,6 +59,14 @@ public final class StageCounters: @unchecked Sendable {
     func error(_ message: String) { locked { lastError = message } }
     func setExtras(_ counters: [(name: String, value: UInt64)], _ gauges: [(name: String, value: Double)]) {
         locked { extraCounters = counters; extraGauges = gauges }
+    }
+    /// Adds what a previous process of this replica did with the same stream (its journal).
+    func adopt(received r: UInt64, emitted e: UInt64, rejected: [String: UInt64]) {
+        locked {
+            received += r
+            emitted += e
+            for (reason, n) in rejected { rejectedByReason[reason, default: 0] += n }
+        }
     }
     func markFinished() { locked { finished = true } }
 

@@ -18,8 +18,7 @@ public final class StageService: Service, @unchecked Sendable {
         precondition(!spec.replicas.isEmpty, "stage \(spec.name) runs no replica")
         precondition(spec.isSource == (spec.input == nil), "stage \(spec.name): a source has no input, a processor needs one")
         self.spec = spec
-        group = StageGroup(name: spec.name, members: spec.replicas.count, expectedEndOfStreams: spec.expectedEndOfStreams,
-                           idleTimeout: spec.idleTimeout, drainTimeout: spec.drainTimeout)
+        group = StageGroup(name: spec.name, members: spec.replicas.count)
         counters = spec.replicas.map { StageCounters(stage: spec.name, replica: $0) }
         workers = zip(spec.replicas, counters).map { [group] in
             StageWorker(spec: spec, replica: $0, context: context, group: group, counters: $1, logger: logger)

@@ -23,8 +23,11 @@ public struct StageSpec {
     public var inputHWM: Int = 2
     /// The next stage's input endpoint (its replica 0); `nil` for a sink.
     public var output: String?
-    /// Replicas of the next stage: the PUSH socket connects to each one's input.
+    /// Replicas of the next stage: one PUSH socket per replica, connected to its input.
     public var outputReplicas: Int = 1
+    /// The output is an external consumer's endpoint (a Python trainer): one PUSH socket that
+    /// binds it (replica K: see `StageEndpoints`), readers connect.
+    public var outputBinds = false
     /// PUSH send high-water mark, in messages.
     public var outputHWM: Int = 2
     /// PUB endpoint that mirrors what this stage emits; `nil`: no tap.
@@ -32,11 +35,13 @@ public struct StageSpec {
     public var tapHWM: Int = 2
     /// REP endpoint answering `StatusRequest`s; `nil`: no control socket.
     public var control: String?
-    /// Upstream groups whose end-of-stream markers end this stage's input.
+    /// End-of-stream markers that end each replica's input: one from every upstream replica.
     public var expectedEndOfStreams = 1
-    /// Whether this group sends an end-of-stream marker when it finishes (`false` for a
-    /// `--replica K` process: a marker from one of several processes would end the stream early).
+    /// Whether each replica sends end-of-stream markers (one per downstream replica) when it finishes.
     public var sendsEndOfStream = true
+    /// Where replicas keep their journal (`StageJournal`) so that a restarted process takes over
+    /// its predecessor's counts; nil: no journal.
+    public var stateDirectory: String?
     /// Seconds of quiet input after which a stage stops waiting (see `DrainStateMachine`).
     public var idleTimeout: Double = 1.0
     /// Seconds a graceful shutdown may keep reading when no end-of-stream marker comes.

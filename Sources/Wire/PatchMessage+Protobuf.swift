@@ -49,6 +49,8 @@ extension PatchMessage {
         h.affine = arena.array(affine)
         h.created_unix = createdUnix
         h.end_of_stream = endOfStream ? 1 : 0
+        h.stream_id = streamID
+        h.sender = arena.string(sender)
 
         let descriptors = arena.allocate(Tumorstream__PayloadDescriptor.self, count: payloads.count)
         let descriptorList = arena.allocate(UnsafeMutablePointer<Tumorstream__PayloadDescriptor>?.self,
@@ -133,6 +135,8 @@ extension PatchMessage {
             message.affine = doubles(h.affine, h.n_affine)
             message.createdUnix = h.created_unix
             message.endOfStream = h.end_of_stream != 0
+            message.streamID = h.stream_id
+            message.sender = h.sender.map { String(cString: $0) } ?? ""
             for i in 0..<h.n_provenance {
                 guard let t = h.provenance[i]?.pointee else { continue }
                 message.provenance.append(StageTiming(stage: String(cString: t.stage), replica: Int(t.replica),

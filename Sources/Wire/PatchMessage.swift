@@ -197,6 +197,10 @@ public struct PatchMessage {
     public var createdUnix: Double
     /// A marker with no payloads: the sender has finished.
     public var endOfStream: Bool
+    /// The run this message belongs to (drawn by the loader, carried by every later message).
+    public var streamID: UInt64 = 0
+    /// Markers: the replica that sent it (`stage/replica`).
+    public var sender: String = ""
 
     public init(patchID: UInt64, sourceCase: String = "", seed: UInt64 = 0, organ: Organ = .unspecified,
                 tumorType: TumorType = .none, synthesize: Bool = false, volumeShape: [Int] = [],
@@ -222,6 +226,14 @@ public struct PatchMessage {
     /// An end-of-stream marker.
     public static func endOfStream(patchID: UInt64 = 0) -> PatchMessage {
         PatchMessage(patchID: patchID, endOfStream: true)
+    }
+
+    /// An end-of-stream marker from replica `sender` that sent `count` messages to the receiver.
+    public static func endOfStream(count: UInt64, streamID: UInt64, sender: String) -> PatchMessage {
+        var m = PatchMessage(patchID: count, endOfStream: true)
+        m.streamID = streamID
+        m.sender = sender
+        return m
     }
 
     /// The payload called `name`, if present.

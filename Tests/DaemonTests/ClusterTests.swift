@@ -5,10 +5,19 @@ import XCTest
 final class ClusterTests: XCTestCase {
     static let order = ["writer", "blender", "sampler", "encoder", "cropper"]
 
-    func start(_ config: String, _ dir: URL) throws -> [String: TumordProcess] {
+    /// One process per stage; `replicaProcesses[name] = N` runs that stage as N `--replica K`
+    /// processes instead (keys `name#K`).
+    func start(_ config: String, _ dir: URL, replicaProcesses: [String: Int] = [:]) throws -> [String: TumordProcess] {
         var procs: [String: TumordProcess] = [:]
         for name in Self.order {
-            procs[name] = try TumordProcess(["stage", name, "--config", config], name: name, currentDirectory: dir)
+            if let n = replicaProcesses[name] {
+                for k in 0..<n {
+                    procs["\(name)#\(k)"] = try TumordProcess(["stage", name, "--config", config, "--replica", "\(k)"],
+                                                               name: "\(name)#\(k)", currentDirectory: dir)
+                }
+            } else {
+                procs[name] = try TumordProcess(["stage", name, "--config", config], name: name, currentDirectory: dir)
+            }
         }
         return procs
     }
@@ -23,12 +32,16 @@ final class ClusterTests: XCTestCase {
         return nil
     }
 
+    /// Every stage its own process, the sampler as two `--replica K` processes: end-of-stream
+    /// reaches both replicas (the encoder sends one marker to each), each drains and exits by
+    /// itself, and the blender waits for both replicas' markers.
     func testSeparateProcessesDeliverOrRejectEveryPatch() throws {
         let dir = try TestConfigs.tempDirectory("cluster")
         let base = TestConfigs.randomBasePort()
         let out = dir.appendingPathComponent("out")
-        let config = try TestConfigs.write(TestConfigs.graph(base: base, tcp: true, outDir: out.path, samplerReplicas: 2), in: dir)
-        var procs = try start(config, dir)
+        let config = try TestConfigs.write(TestConfigs.graph(base: base, tcp: true, outDir: out.path, samplerReplicas: 2,
+                                                             samplerThreads: 2), in: dir)
+        var procs = try start(config, dir, replicaProcesses: ["sampler": 2])
         defer { for p in procs.values { p.signal(SIGKILL) } }
         XCTAssertNotNil(waitForStatus(TestConfigs.control(base: base, stage: "cropper")), "cropper answers status")
         // A tap on the blender, saving two patches.
@@ -38,24 +51,32 @@ final class ClusterTests: XCTestCase {
         usleep(300_000)
         procs["loader"] = try TumordProcess(["stage", "loader", "--config", config, "--max-patches", "16"], name: "loader",
                                             currentDirectory: dir)
-        for name in ["loader"] + Self.order.reversed() {
-            let p = procs[name]!
-            XCTAssertEqual(p.wait(timeout: 90), 0, "\(name) exits 0 by itself after end-of-stream:\n\(p.stdout)\n\(p.stderr)")
+        let keys = ["loader", "cropper", "encoder", "sampler#0", "sampler#1", "blender", "writer"]
+        for key in keys {
+            let p = procs[key]!
+            XCTAssertEqual(p.wait(timeout: 90), 0, "\(key) exits 0 by itself after end-of-stream:\n\(p.stdout)\n\(p.stderr)")
         }
         let produced = Summary.int(procs["loader"]!.summary("loader"), "emitted")
         XCTAssertEqual(produced, 16)
         let delivered = Summary.int(procs["writer"]!.summary("writer"), "emitted") ?? -1
         var rejected = 0
-        for name in Self.order {
-            let s = procs[name]!.summary(name)
+        for key in keys.dropFirst() {
+            let s = procs[key]!.summary(String(key.split(separator: "#")[0]))
             rejected += Summary.int(s, "rejected") ?? 0
-            XCTAssertFalse(s?["reasons"]?.contains("lost") ?? false, "\(name) lost patches: \(s ?? [:])")
+            XCTAssertFalse(s?["reasons"]?.contains("lost") ?? false, "\(key) lost patches: \(s ?? [:])")
         }
         XCTAssertEqual(delivered + rejected, 16, "produced = delivered + rejected-with-reason")
         let files = try FileManager.default.contentsOfDirectory(atPath: out.path)
         XCTAssertEqual(files.filter { $0.hasSuffix("_ct.nii") }.count, delivered)
-        // Both sampler replicas (threads of one process) took work.
-        XCTAssertEqual(Summary.int(procs["sampler"]!.summary("sampler"), "received"), Summary.int(procs["encoder"]!.summary("encoder"), "emitted"))
+        // Both sampler replica processes took work, and between them everything the encoder sent.
+        let r0 = Summary.int(procs["sampler#0"]!.summary("sampler"), "received") ?? 0
+        let r1 = Summary.int(procs["sampler#1"]!.summary("sampler"), "received") ?? 0
+        XCTAssertGreaterThan(r0, 0)
+        XCTAssertGreaterThan(r1, 0)
+        XCTAssertEqual(r0 + r1, Summary.int(procs["encoder"]!.summary("encoder"), "emitted"))
+        // `tumord stage` runs with the stage's thread budget.
+        XCTAssertTrue(procs["sampler#1"]!.stdout.contains("threads 2 (OpenBLAS 2)"), procs["sampler#1"]!.stdout)
+        XCTAssertTrue(procs["writer"]!.stdout.contains("threads 1 (OpenBLAS 1)"), procs["writer"]!.stdout)
 
         XCTAssertEqual(tap.wait(timeout: 30), 0, tap.stderr)
         XCTAssertEqual(tap.stdout.split(separator: "\n").filter { $0.hasPrefix("patch ") }.count, 2, tap.stdout)
@@ -86,14 +107,28 @@ final class ClusterTests: XCTestCase {
         }
         let produced = Summary.int(procs["loader"]!.summary("loader"), "emitted") ?? 0
         let delivered = Summary.int(procs["writer"]!.summary("writer"), "emitted") ?? 0
-        var rejectedOther = 0
-        for name in Self.order where name != "encoder" { rejectedOther += Summary.int(procs[name]!.summary(name), "rejected") ?? 0 }
-        let lostInCrash = produced - delivered - rejectedOther
-        print("restart test: produced \(produced), delivered \(delivered), rejected \(rejectedOther), lost with the killed encoder \(lostInCrash)")
+        var rejected = 0, lost = 0
+        var reasons: [String] = []
+        for name in Self.order {
+            let s = procs[name]!.summary(name)
+            rejected += Summary.int(s, "rejected") ?? 0
+            for r in (s?["reasons"] ?? "-").split(separator: ",") where r != "-" {
+                reasons.append("\(name):\(r)")
+                let kv = r.split(separator: ":")
+                if kv[0].hasPrefix("lost-") { lost += Int(kv[1]) ?? 0 }
+            }
+        }
+        print("restart test: produced \(produced), delivered \(delivered), rejected \(rejected) (\(reasons))")
         XCTAssertEqual(produced, 60)
-        XCTAssertGreaterThanOrEqual(lostInCrash, 0)
-        // What a killed process can take with it: its input queue, the patch in hand, its output
-        // queue, the cropper's pipe to it and kernel socket buffers.
-        XCTAssertLessThanOrEqual(lostInCrash, 12, "loss is bounded by the queues around the killed stage")
+        // The restarted encoder took over its predecessor's journal: what the killed process had
+        // handed on is not counted again, so the books balance exactly.
+        let encoder = procs["encoder"]!
+        XCTAssertTrue(encoder.stderr.contains("took over the previous process's journal") ||
+                      encoder.stdout.contains("took over the previous process's journal"), encoder.stderr)
+        XCTAssertGreaterThanOrEqual(Summary.int(encoder.summary("encoder"), "received") ?? 0, before)
+        XCTAssertEqual(delivered + rejected, produced, "produced = delivered + rejected-with-reason (lost included): \(reasons)")
+        // Only what was really lost: at most what a killed process can take with it (its input
+        // queue, the patch in hand, its output queue, the cropper's pipe to it, socket buffers).
+        XCTAssertLessThanOrEqual(lost, 12, "loss is bounded by the queues around the killed stage: \(reasons)")
     }
 }

@@ -9,7 +9,7 @@ OVERVIEW: Run the whole pipeline in this process.
 Stops by itself after --max-patches (the graph drains, exit 0) or on
 SIGINT/SIGTERM (the loader stops, the other stages drain and flush, exit 0).
 
-USAGE: tumord run --config <config> [--max-patches <max-patches>] [--log-level <log-level>]
+USAGE: tumord run --config <config> [--max-patches <max-patches>] [--log-level <log-level>] [--metrics <metrics>]
 
 OPTIONS:
   --config <config>       Pipeline config (YAML), e.g. conf/default.yaml.
@@ -18,6 +18,8 @@ OPTIONS:
                           then drains and exits 0.
   --log-level <log-level> Log level: trace, debug, info, notice, warning,
                           error, critical. (default: notice)
+  --metrics <metrics>     Serve Prometheus metrics of this process at
+                          http://HOST:PORT/metrics (e.g. 127.0.0.1:9464).
   --version               Show the version.
   -h, --help              Show help information.
 

@@ -94,12 +94,14 @@ enum TestConfigs {
         return url
     }
 
-    static func randomBasePort() -> Int { 20_000 + Int.random(in: 0..<400) * 100 }
+    /// Below Linux's ephemeral range (32768+), so that a process connecting before its peer has
+    /// bound cannot be handed the same port as its own source port (a TCP self-connect).
+    static func randomBasePort() -> Int { 20_000 + Int.random(in: 0..<120) * 100 }
 
     /// The six-stage procedural graph. `tcp`: stage inputs on loopback tcp (one process per
     /// stage possible), else inproc. Ports: input base+1.., tap base+20.., control base+40..
     static func graph(base: Int, tcp: Bool, outDir: String, hwm: Int = 2, samplerReplicas: Int = 1,
-                      writerDelayMs: Int = 0, cases: Int = 1, idleTimeout: Double = 1.0) -> String {
+                      samplerThreads: Int = 1, writerDelayMs: Int = 0, cases: Int = 1, idleTimeout: Double = 1.0) -> String {
         let names = ["loader", "cropper", "encoder", "sampler", "blender", "writer"]
         var lines = [
             "seed: 7",
@@ -112,7 +114,7 @@ enum TestConfigs {
         ]
         var port = base
         for (i, n) in names.enumerated() {
-            var fields = ["threads: 1"]
+            var fields = ["threads: \(n == "sampler" ? samplerThreads : 1)"]
             if i > 0 {
                 fields.append("input: \"" + (tcp ? "tcp://127.0.0.1:\(port)" : "inproc://\(n).in") + "\"")
                 fields.append("hwm: \(hwm)")

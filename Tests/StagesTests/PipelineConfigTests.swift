@@ -52,7 +52,11 @@ final class PipelineConfigTests: XCTestCase {
         }
         XCTAssertEqual(one.count, 1)
         XCTAssertEqual(one[0].replicas, [1])
-        XCTAssertFalse(one[0].sendsEndOfStream)
+        // Replica processes drain by themselves: each sends its own markers and expects one from
+        // every upstream replica.
+        XCTAssertTrue(one[0].sendsEndOfStream)
+        XCTAssertEqual(one[0].expectedEndOfStreams, Self.config().stage(.cropper).replicas)
+        XCTAssertEqual(specs[1].expectedEndOfStreams, 1)
         XCTAssertThrowsError(try PipelineGraph.specs(Self.config(), selection: .stage(.writer, replica: 2)) { _, _ in
             .processor { _ in PassThroughProcessor() }
         })

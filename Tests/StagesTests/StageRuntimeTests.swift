@@ -41,12 +41,28 @@ final class StageRuntimeTests: XCTestCase {
         XCTAssertEqual(s.stages[2].group.lost, 0)
     }
 
+    /// Replicas on both sides of an edge: every middle replica sends each sink replica its own
+    /// end-of-stream marker, and each sink replica drains by itself (two markers each).
+    func testReplicasOnBothSidesEachDrainByThemselves() async throws {
+        let collected = Collected()
+        let s = services(TestGraph.chain(prefix: TestGraph.prefix(), count: 40, middleReplicas: 2,
+                                         middle: { _ in PassThroughProcessor() }, sink: { _ in CollectingSink(collected) },
+                                         sinkReplicas: 2))
+        try await TestGraph.run(s)
+        XCTAssertEqual(collected.patchIDs.sorted(), (0..<40).map(UInt64.init))
+        XCTAssertEqual(collected.finishCount, 2, "each sink replica flushes once")
+        let sinks = s.stages[2].counters.map { $0.snapshot() }
+        XCTAssertTrue(sinks.allSatisfy { $0.received > 0 && $0.rejected == 0 }, "\(sinks.map(\.received))")
+        XCTAssertEqual(s.stages[2].group.lost, 0)
+    }
+
     func testLoaderReplicasSplitTheWork() async throws {
         let collected = Collected()
         var specs = TestGraph.chain(prefix: TestGraph.prefix(), count: 21, middle: { _ in PassThroughProcessor() },
                                     sink: { _ in CollectingSink(collected) }, sinkReplicas: 1)
         specs[0].replicas = [0, 1, 2]
         specs[0].totalReplicas = 3
+        specs[1].expectedEndOfStreams = 3  // one marker from each loader replica
         try await TestGraph.run(services(specs))
         XCTAssertEqual(collected.patchIDs.sorted(), (0..<21).map(UInt64.init))
     }

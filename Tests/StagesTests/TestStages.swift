@@ -107,6 +107,7 @@ enum TestGraph {
         var last = StageSpec(name: "writer", role: .processor(sink), replicas: Array(0..<sinkReplicas))
         last.input = "\(p)/sink"
         last.inputHWM = hwm
+        last.expectedEndOfStreams = middleReplicas
         last.idleTimeout = 0.5
         return [source, mid, last]
     }

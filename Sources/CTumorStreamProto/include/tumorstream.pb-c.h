@@ -174,10 +174,20 @@ struct  Tumorstream__PatchHeader
    * a marker: the sender has no more patches (no payloads)
    */
   protobuf_c_boolean end_of_stream;
+  /*
+   * Set by the loader, once per run, and carried by every later message (markers too): lets a
+   * restarted stage tell its predecessor's journal of this stream from a stale one.
+   */
+  uint64_t stream_id;
+  /*
+   * Markers: the replica that sent it ("stage/replica"); patch_id then holds how many
+   * messages that replica sent to the receiving replica before the marker.
+   */
+  char *sender;
 };
 #define TUMORSTREAM__PATCH_HEADER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tumorstream__patch_header__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, 0, TUMORSTREAM__ORGAN__ORGAN_UNSPECIFIED, TUMORSTREAM__TUMOR_TYPE__TUMOR_TYPE_NONE, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0 }
+    , 0, 0, (char *)protobuf_c_empty_string, 0, TUMORSTREAM__ORGAN__ORGAN_UNSPECIFIED, TUMORSTREAM__TUMOR_TYPE__TUMOR_TYPE_NONE, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Tumorstream__StatusRequest
