@@ -27,7 +27,9 @@ extension Tensor {
         var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
         let cinG = cin / groups, coutG = cout / groups
         let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
-        if KernelContext.useAVX512 && Tensor.directPays(outH: outDims.1, outW: outDims.2,
+        let pointwise = kernel == [1, 1, 1] && stride == [1, 1, 1]   // a plain GEMM, no gathering to save
+        if KernelContext.useAVX512 && (!pointwise || KernelContext.forceDirectConvolution)
+            && Tensor.directPays(outH: outDims.1, outW: outDims.2,
                                                         pitch: outDims.2 + (kW + stride[2] - 1) / stride[2] - 1) {
             let inDims = (shape[2], shape[3], shape[4])
             let kVol = kD * kH * kW
@@ -180,10 +182,12 @@ extension Tensor {
 
     /// Whether the direct AVX-512 kernels beat the GEMM lowering for an output plane of outH × outW
     /// computed over rows of `pitch` floats in tiles of 48: they compute every column of the pitch and
-    /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste most of the work.
+    /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste work and stay on GEMM.
     static func directPays(outH: Int, outW: Int, pitch: Int) -> Bool {
         if KernelContext.forceDirectConvolution { return true }
         let computed = (outH * pitch + 47) / 48 * 48
-        return computed * 2 <= outH * outW * 3   // at most 1.5× the useful work
+        // At most 1.5× the useful work, and planes of ≥ 100 outputs: on 6² planes with hundreds of
+        // input channels the GEMM path measured 1.8× faster (Benchmarks/results/kernels.md).
+        return computed * 2 <= outH * outW * 3 && outH * outW >= 100
     }
 }
