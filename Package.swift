@@ -38,7 +38,11 @@ let package = Package(
         // protoc-c output for proto/tumorstream.proto (scripts/gen-proto; CI checks it is current).
         .target(name: "CTumorStreamProto", dependencies: ["CProtobufC"], path: "Sources/CTumorStreamProto"),
 
-        .target(name: "Kernels", dependencies: ["COpenBLAS"],
+        // AVX-512 micro-kernels (compiled for skylake-avx512): Kernels calls them only after a CPU check.
+        .target(name: "KernelsAVX512",
+                swiftSettings: [.unsafeFlags(["-target-cpu", "skylake-avx512"]),
+                                .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "KernelsAVX512"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .target(name: "Imaging", dependencies: ["Kernels", "CNIfTI"],
                 swiftSettings: [niftiHeaders, .unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),

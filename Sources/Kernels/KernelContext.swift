@@ -19,6 +19,17 @@ public enum KernelContext {
     /// for transposed convolutions, one output tile of the same column count.
     nonisolated(unsafe) public static var im2colTileBytes: Int = 8 << 20
 
+    nonisolated(unsafe) private static var _useAVX512: Bool = CPUFeatures.hasAVX512F && CPUFeatures.avx512AllowedByEnvironment
+
+    /// Whether convolutions use the AVX-512 direct kernels (module `KernelsAVX512`) instead of the
+    /// portable im2col + `cblas_sgemm` lowering. Defaults to true when the CPU has AVX-512F and the
+    /// environment does not set `TUMORSTREAM_NO_AVX512=1`; setting it to true on a CPU without
+    /// AVX-512F leaves it false.
+    public static var useAVX512: Bool {
+        get { _useAVX512 }
+        set { _useAVX512 = newValue && CPUFeatures.hasAVX512F }
+    }
+
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, in parallel.
     /// `body` must write disjoint memory for disjoint ranges.
     public static func parallelFor(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {

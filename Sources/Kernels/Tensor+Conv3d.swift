@@ -1,3 +1,5 @@
+import KernelsAVX512
+
 /// 3D convolution (PyTorch `Conv3d` cross-correlation), NCDHW.
 extension Tensor {
     /// `weight` is [Cout, Cin/groups, kD, kH, kW]; `bias` is [Cout] or nil; `stride` per dim (D, H, W);
@@ -25,6 +27,24 @@ extension Tensor {
         var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
         let cinG = cin / groups, coutG = cout / groups
         let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
+        if KernelContext.useAVX512 && Tensor.directPays(outH: outDims.1, outW: outDims.2,
+                                                        pitch: outDims.2 + (kW + stride[2] - 1) / stride[2] - 1) {
+            let inDims = (shape[2], shape[3], shape[4])
+            let kVol = kD * kH * kW
+            withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
+                let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
+                for b in 0..<n { for g in 0..<groups {
+                    DirectConvolution.conv3d(
+                        input: x + (b * cin + g * cinG) * inSpatial, channels: cinG, inputDims: inDims,
+                        weight: w + g * coutG * cinG * kVol, outChannels: coutG, kernel: (kD, kH, kW),
+                        stride: (stride[0], stride[1], stride[2]),
+                        front: (padding.front[0], padding.front[1], padding.front[2]),
+                        replicate: padding.mode == .replicate, bias: bp.map { $0 + g * coutG },
+                        output: y + (b * cout + g * coutG) * outSpatial, outputDims: outDims, threads: KernelContext.threads)
+                }}
+            }}}
+            return out
+        }
         // Tap stacking (see gatherConvolution) pays off when D and H are not strided and Cin·kW is
         // not tiny; otherwise use the plain im2col lowering.
         let stacked = stride[0] == 1 && stride[1] == 1 && cinG * kW >= 8
@@ -98,6 +118,23 @@ extension Tensor {
         let outSpatial = outSizes.reduce(1, *)
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
+        let phaseH = (outSizes[1] + stride[1] - 1) / stride[1], phaseW = (outSizes[2] + stride[2] - 1) / stride[2]
+        let tapsW = (kernel[2] + stride[2] - 1) / stride[2]
+        if KernelContext.useAVX512 && Tensor.directPays(outH: phaseH, outW: phaseW, pitch: phaseW + tapsW) {
+            let kVol = kernel.reduce(1, *)
+            withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
+                let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
+                for b in 0..<n { for g in 0..<groups {
+                    DirectConvolution.convTranspose3d(
+                        input: x + (b * cin + g * cinG) * inSpatial, channels: cinG, inputDims: (inDims[0], inDims[1], inDims[2]),
+                        weight: w + g * cinG * coutG * kVol, weightOutChannels: coutG, outChannels: coutG,
+                        kernel: (kernel[0], kernel[1], kernel[2]), stride: (stride[0], stride[1], stride[2]),
+                        padding: (padding[0], padding[1], padding[2]), bias: bp.map { $0 + g * coutG },
+                        output: y + (b * cout + g * coutG) * outSpatial, outputDims: outDims, threads: KernelContext.threads)
+                }}
+            }}}
+            return out
+        }
         let wk = weight.scalars
         let kVol = kernel.reduce(1, *)
         withPointer { x in
@@ -139,5 +176,13 @@ extension Tensor {
             }
         }
         return out
+    }
+
+    /// Whether the direct AVX-512 kernels beat the GEMM lowering for an output plane of outH × outW
+    /// computed over rows of `pitch` floats in tiles of 48: they compute every column of the pitch and
+    /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste most of the work.
+    static func directPays(outH: Int, outW: Int, pitch: Int) -> Bool {
+        let computed = (outH * pitch + 47) / 48 * 48
+        return computed * 2 <= outH * outW * 3   // at most 1.5× the useful work
     }
 }

@@ -1,0 +1,326 @@
+import Dispatch
+
+// Direct (implicit-GEMM) 3D convolution on AVX-512, for one image and one group.
+//
+// Everything is reduced to one shape of work: a stride-1 correlation of a *virtual input* X′
+// (C′ channels of padded planes, built on the fly) with a small kernel, written to the output at
+// a stride. Within a virtual plane the (row, column) positions are flattened with the plane's
+// pitch P, so a tap (th, tw) is a constant offset th·P + tw and a 16-wide vector of outputs reads a
+// plain 16-wide vector of inputs (the P − outW columns per row past the end are computed and
+// dropped). The micro-kernels (MicroKernels.swift) keep an 8-channel × 48-position tile in 24 zmm
+// registers and stream the taps of all C′ channels through it.
+//
+// * Convolution with stride s and padding F: C′ = Cin·sD·sH·sW channels (space-to-depth, the
+//   sub-sampled phases of the input), taps ⌈k/s⌉ per dim, X′[(ci,a,b,c), v] = x[ci, v·s + (a,b,c) − F]
+//   (replicate: clamped; zero: 0 outside). For stride 1 that is just the padded input.
+// * Transposed convolution with stride s: one sub-pixel phase per (od, oh, ow) mod s; each phase is a
+//   stride-1 correlation of the zero-padded input with the flipped sub-kernel w[φ + s·j], written to
+//   every s-th output (no zero insertion, no scatter).
+//
+// Only call these after checking that the CPU has AVX-512F (this module is compiled for it).
+
+/// One output phase along one dim: outputs `start + stride·p` for `p < count`, each summing `taps`
+/// virtual-input positions `p + offset + t`.
+struct PhaseDim {
+    var start: Int
+    var count: Int
+    var taps: Int
+    var offset: Int
+}
+
+/// How the virtual input plane `v` is built from the real input, per dim: real index
+/// `v·step + phase − front` for phases `0..<step` (each phase a separate virtual channel).
+struct VirtualInput {
+    var step: (Int, Int, Int)
+    var front: (Int, Int, Int)
+    var replicate: Bool
+}
+
+/// Tile shapes of the micro-kernels.
+private enum Tile {
+    case wide8    // 8 channels × 48 positions (kernel8x3)
+    case narrow1  // 1 channel × 64 positions (kernel1x4)
+    var rows: Int { self == .wide8 ? 8 : 1 }
+    var width: Int { self == .wide8 ? 48 : 64 }
+}
+
+public enum DirectConvolution {
+    /// `y = conv3d(x, w) + bias` for one image and one group, like PyTorch `Conv3d`.
+    /// `x` is [cin, inD, inH, inW], `w` is [cout, cin, kD, kH, kW], `y` is [cout, outD, outH, outW] with
+    /// out = (in + front + back − k)/stride + 1 (the caller checked the sizes).
+    public static func conv3d(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
+                              weight w: UnsafePointer<Float>, outChannels cout: Int, kernel: (Int, Int, Int),
+                              stride: (Int, Int, Int), front: (Int, Int, Int), replicate: Bool,
+                              bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                              outputDims: (Int, Int, Int), threads: Int) {
+        let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
+        let o = [outputDims.0, outputDims.1, outputDims.2]
+        let taps = (0..<3).map { (k[$0] + s[$0] - 1) / s[$0] }
+        let dims = (0..<3).map { [PhaseDim(start: 0, count: o[$0], taps: taps[$0], offset: 0)] }
+        let phases = s[0] * s[1] * s[2]
+        let channels = cin * phases
+        // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
+        let tapCount = taps[0] * taps[1] * taps[2]
+        var packed = [Float](repeating: 0, count: cout * channels * tapCount)
+        for co in 0..<cout { for ci in 0..<cin {
+            for a in 0..<s[0] { for b in 0..<s[1] { for c in 0..<s[2] {
+                let cv = ((ci * s[0] + a) * s[1] + b) * s[2] + c
+                for jd in 0..<taps[0] { for jh in 0..<taps[1] { for jw in 0..<taps[2] {
+                    let kd = a + s[0] * jd, kh = b + s[1] * jh, kw = c + s[2] * jw
+                    guard kd < k[0] && kh < k[1] && kw < k[2] else { continue }
+                    packed[((co * channels + cv) * taps[0] + jd) * taps[1] * taps[2] + jh * taps[2] + jw] =
+                        w[(((co * cin + ci) * k[0] + kd) * k[1] + kh) * k[2] + kw]
+                }}}
+            }}}
+        }}
+        let virtual = VirtualInput(step: stride, front: front, replicate: replicate)
+        packed.withUnsafeBufferPointer { p in
+            run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
+                weights: [p.baseAddress!], outChannels: cout, bias: bias, output: y, outputDims: outputDims,
+                threads: threads)
+        }
+    }
+
+    /// `y = convTranspose3d(x, w) + bias` for one image and one group, like PyTorch `ConvTranspose3d`.
+    /// `w` is [cin, cout, kD, kH, kW]; out = (in − 1)·stride − 2·padding + k + outputPadding (given).
+    public static func convTranspose3d(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
+                                       weight w: UnsafePointer<Float>, weightOutChannels: Int, outChannels cout: Int,
+                                       kernel: (Int, Int, Int), stride: (Int, Int, Int), padding: (Int, Int, Int),
+                                       bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                                       outputDims: (Int, Int, Int), threads: Int) {
+        let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
+        let pad = [padding.0, padding.1, padding.2], o = [outputDims.0, outputDims.1, outputDims.2]
+        // Per dim and phase φ: outputs o ≡ φ − pad (mod s); taps w[φ + s·j] read input q0 + p − j.
+        // As a correlation over t = T−1−j: input index p + t + q0 − (T − 1), i.e. virtual index
+        // p + t + offset with the input shifted by `margin` zeros.
+        var raw: [[(start: Int, count: Int, taps: Int, shift: Int)]] = []
+        var margin = [0, 0, 0]
+        for d in 0..<3 {
+            var list: [(Int, Int, Int, Int)] = []
+            for phi in 0..<s[d] {
+                let start = ((phi - pad[d]) % s[d] + s[d]) % s[d]
+                let count = start < o[d] ? (o[d] - start + s[d] - 1) / s[d] : 0
+                let taps = phi < k[d] ? (k[d] - phi + s[d] - 1) / s[d] : 0
+                let q0 = (start + pad[d] - phi) / s[d]
+                let shift = q0 - (taps - 1)
+                margin[d] = max(margin[d], -shift)
+                list.append((start, count, taps, shift))
+            }
+            raw.append(list)
+        }
+        let dims = (0..<3).map { d in raw[d].map { PhaseDim(start: $0.start, count: $0.count, taps: $0.taps, offset: $0.shift + margin[d]) } }
+        // W′[phase][co, ci, td, th, tw] = w[ci, co, φd + sD·(TD−1−td), φh + sH·(TH−1−th), φw + sW·(TW−1−tw)].
+        var packed: [[Float]] = []
+        for pd in 0..<s[0] { for ph in 0..<s[1] { for pw in 0..<s[2] {
+            let (td, th, tw) = (dims[0][pd].taps, dims[1][ph].taps, dims[2][pw].taps)
+            let tapCount = td * th * tw
+            var a = [Float](repeating: 0, count: max(1, cout * cin * tapCount))
+            for co in 0..<cout { for ci in 0..<cin {
+                for jd in 0..<td { for jh in 0..<th { for jw in 0..<tw {
+                    let kd = pd + s[0] * (td - 1 - jd), kh = ph + s[1] * (th - 1 - jh), kw = pw + s[2] * (tw - 1 - jw)
+                    a[((co * cin + ci) * td + jd) * th * tw + jh * tw + jw] =
+                        w[(((ci * weightOutChannels + co) * k[0] + kd) * k[1] + kh) * k[2] + kw]
+                }}}
+            }}
+            packed.append(a)
+        }}}
+        let virtual = VirtualInput(step: (1, 1, 1), front: (margin[0], margin[1], margin[2]), replicate: false)
+        let pointers = packed.map { a in a.withUnsafeBufferPointer { $0.baseAddress! } }   // `packed` outlives the call
+        withExtendedLifetime(packed) {
+            run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: stride,
+                weights: pointers, outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads)
+        }
+    }
+
+    /// Extra memory of one call, per worker: a ring of virtual planes plus one output-plane scratch.
+    /// Returned for documentation and tests: floats per worker for a stride-1 k³ convolution.
+    public static func scratchFloats(channels: Int, outChannels: Int, outputDims: (Int, Int, Int), kernel: Int) -> Int {
+        let pitch = outputDims.2 + kernel - 1, rows = outputDims.1 + kernel - 1
+        let plane = (rows * pitch + pitch + 48 + 16 + 15) / 16 * 16
+        return (kernel + 1) * channels * plane + ((outChannels + 7) / 8 * 8) * ((outputDims.1 * pitch + 63) / 48 * 48 + 64)
+    }
+
+    /// The engine: every output plane od of every phase: fill the virtual planes it reads (ring),
+    /// then for each (H, W) phase compute the flattened grid in tiles into a scratch plane, and
+    /// add the bias while copying the valid positions to the output.
+    static func run(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
+                    virtual: VirtualInput, dims: [[PhaseDim]], outStride: (Int, Int, Int),
+                    weights: [UnsafePointer<Float>], outChannels cout: Int, bias: UnsafePointer<Float>?,
+                    output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int) {
+        let (sd, sh, sw) = virtual.step
+        let channels = cin * sd * sh * sw
+        let (outD, outH, outW) = outputDims
+        let outPlane = outH * outW, outSpatial = outD * outPlane
+        // Virtual plane size: every phase's reads fit.
+        var rows = 1, pitch = 1, span = 1
+        for p in dims[1] where p.count > 0 && p.taps > 0 { rows = max(rows, p.count + p.taps - 1 + p.offset) }
+        for p in dims[2] where p.count > 0 && p.taps > 0 { pitch = max(pitch, p.count + p.taps - 1 + p.offset) }
+        for p in dims[0] where p.count > 0 && p.taps > 0 { span = max(span, p.taps) }
+        let tile: Tile = cout < 4 ? .narrow1 : .wide8
+        let coutPadded = (cout + tile.rows - 1) / tile.rows * tile.rows
+        let maxGrid = dims[1].map { $0.count }.max()! * pitch
+        let scratchPitch = (maxGrid + tile.width - 1) / tile.width * tile.width
+        // Tiles past the grid and the dropped columns read up to pitch + tile.width floats past the plane.
+        let planeFloats = (rows * pitch + pitch + tile.width + 16 + 15) / 16 * 16
+        // Weights padded to whole tiles of output channels, repacked [block][c′][tap][row].
+        let phaseCount = dims[0].count * dims[1].count * dims[2].count
+        var blocks: [[Float]] = []
+        for ph in 0..<phaseCount {
+            let (pd, rest) = ph.quotientAndRemainder(dividingBy: dims[1].count * dims[2].count)
+            let (phh, pw) = rest.quotientAndRemainder(dividingBy: dims[2].count)
+            let taps = dims[0][pd].taps * dims[1][phh].taps * dims[2][pw].taps
+            var b = [Float](repeating: 0, count: max(1, coutPadded * channels * taps))
+            let src = weights[ph]
+            for co in 0..<cout { for c in 0..<channels { for t in 0..<taps {
+                let blk = co / tile.rows, r = co % tile.rows
+                b[((blk * channels + c) * taps + t) * tile.rows + r] = src[(co * channels + c) * taps + t]
+            }}}
+            blocks.append(b)
+        }
+        // Output planes, in order, each with its D phase and grid index.
+        var planes: [(pd: Int, p: Int)] = []
+        for od in 0..<outD {
+            for (pd, dim) in dims[0].enumerated() where od >= dim.start && (od - dim.start) % outStride.0 == 0 {
+                let p = (od - dim.start) / outStride.0
+                if p < dim.count { planes.append((pd, p)) }
+            }
+        }
+        let workers = max(1, min(threads, planes.count))
+        let ringSlots = span + 1
+        var maxTaps = 1
+        for a in dims[0] { for b in dims[1] { for c in dims[2] { maxTaps = max(maxTaps, a.taps * b.taps * c.taps) } } }
+        let blockPointers = blocks.map { b in b.withUnsafeBufferPointer { $0.baseAddress! } }
+
+        withExtendedLifetime(blocks) {
+        let work = { (worker: Int) in
+            let ring = UnsafeMutablePointer<Float>.allocate(capacity: ringSlots * channels * planeFloats)
+            defer { ring.deallocate() }
+            ring.initialize(repeating: 0, count: ringSlots * channels * planeFloats)
+            var ringPlane = [Int](repeating: Int.min, count: ringSlots)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: coutPadded * scratchPitch + 64)
+            defer { scratch.deallocate() }
+            let offsets = UnsafeMutablePointer<Int>.allocate(capacity: maxTaps)
+            defer { offsets.deallocate() }
+            let lo = planes.count * worker / workers, hi = planes.count * (worker + 1) / workers
+            for item in lo..<hi {
+                let (pd, p) = planes[item]
+                let dd = dims[0][pd]
+                let od = dd.start + p * outStride.0
+                let out = y + od * outPlane
+                // Virtual planes read by this output plane.
+                var slotOf = [Int](repeating: 0, count: max(1, dd.taps))
+                for td in 0..<dd.taps {
+                    let v = p + dd.offset + td
+                    let slot = ((v % ringSlots) + ringSlots) % ringSlots
+                    if ringPlane[slot] != v {
+                        fillPlane(v, into: ring + slot * channels * planeFloats, planeFloats: planeFloats, rows: rows,
+                                  pitch: pitch, input: x, channels: cin, inputDims: inputDims, virtual: virtual)
+                        ringPlane[slot] = v
+                    }
+                    slotOf[td] = slot
+                }
+                for phh in 0..<dims[1].count {
+                    for pw in 0..<dims[2].count {
+                        let dh = dims[1][phh], dw = dims[2][pw]
+                        guard dh.count > 0 && dw.count > 0 else { continue }
+                        let phase = (pd * dims[1].count + phh) * dims[2].count + pw
+                        let taps = dd.taps * dh.taps * dw.taps
+                        let oh0 = dh.start, ow0 = dw.start
+                        if taps == 0 {
+                            for co in 0..<cout {
+                                let b = bias?[co] ?? 0
+                                for r in 0..<dh.count { for c in 0..<dw.count {
+                                    out[co * outSpatial + (oh0 + r * outStride.1) * outW + ow0 + c * outStride.2] = b
+                                }}
+                            }
+                            continue
+                        }
+                        for td in 0..<dd.taps { for th in 0..<dh.taps { for tw in 0..<dw.taps {
+                            offsets[(td * dh.taps + th) * dw.taps + tw] =
+                                slotOf[td] * channels * planeFloats + (th + dh.offset) * pitch + tw + dw.offset
+                        }}}
+                        let grid = dh.count * pitch
+                        let wts = blockPointers[phase]
+                        var n0 = 0
+                        while n0 < grid {
+                            for blk in 0..<(coutPadded / tile.rows) {
+                                let wb = wts + blk * channels * taps * tile.rows
+                                let dst = scratch + blk * tile.rows * scratchPitch + n0
+                                switch tile {
+                                case .wide8: kernel8x3(ring + n0, planeFloats, channels, offsets, taps, wb, dst, scratchPitch)
+                                case .narrow1: kernel1x4(ring + n0, planeFloats, channels, offsets, taps, wb, dst, scratchPitch)
+                                }
+                            }
+                            n0 += tile.width
+                        }
+                        // Copy out with the bias.
+                        for co in 0..<cout {
+                            let b = bias?[co] ?? 0
+                            let src = scratch + co * scratchPitch
+                            let dstC = out + co * outSpatial
+                            for r in 0..<dh.count {
+                                let s = src + r * pitch
+                                let d = dstC + (oh0 + r * outStride.1) * outW + ow0
+                                if outStride.2 == 1 {
+                                    for c in 0..<dw.count { d[c] = s[c] + b }
+                                } else {
+                                    for c in 0..<dw.count { d[c * outStride.2] = s[c] + b }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        }
+    }
+
+    /// Builds virtual plane `v` (all C′ channels, `rows` × `pitch` each, channel stride `planeFloats`).
+    static func fillPlane(_ v: Int, into dst: UnsafeMutablePointer<Float>, planeFloats: Int, rows: Int, pitch: Int,
+                          input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
+                          virtual: VirtualInput) {
+        let (d, h, w) = inputDims
+        let (sd, sh, sw) = virtual.step
+        let (fd, fh, fw) = virtual.front
+        for ci in 0..<cin {
+            for a in 0..<sd {
+                var iz = v * sd + a - fd
+                let zeroPlane = iz < 0 || iz >= d
+                if zeroPlane && virtual.replicate { iz = min(max(iz, 0), d - 1) }
+                for b in 0..<sh {
+                    for c in 0..<sw {
+                        let cv = ((ci * sd + a) * sh + b) * sw + c
+                        let plane = dst + cv * planeFloats
+                        if zeroPlane && !virtual.replicate { plane.update(repeating: 0, count: rows * pitch); continue }
+                        let src = x + (ci * d + iz) * h * w
+                        for r in 0..<rows {
+                            var iy = r * sh + b - fh
+                            let row = plane + r * pitch
+                            if iy < 0 || iy >= h {
+                                if !virtual.replicate { row.update(repeating: 0, count: pitch); continue }
+                                iy = min(max(iy, 0), h - 1)
+                            }
+                            let line = src + iy * w
+                            // Columns: ix = col·sw + c − fw; interior where 0 ≤ ix < w.
+                            let first = max(0, (fw - c + sw - 1) / sw)                  // first col with ix ≥ 0
+                            let last = w - 1 - c + fw                                    // col·sw ≤ last ⇔ ix < w
+                            let end = last < 0 ? 0 : min(pitch, max(first, last / sw + 1))
+                            let edgeLo: Float = virtual.replicate ? line[0] : 0
+                            let edgeHi: Float = virtual.replicate ? line[w - 1] : 0
+                            for col in 0..<min(first, pitch) { row[col] = edgeLo }
+                            if first < end {
+                                if sw == 1 {
+                                    (row + first).update(from: line + (first + c - fw), count: end - first)
+                                } else {
+                                    for col in first..<end { row[col] = line[col * sw + c - fw] }
+                                }
+                            }
+                            for col in min(pitch, max(end, first))..<pitch { row[col] = edgeHi }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
