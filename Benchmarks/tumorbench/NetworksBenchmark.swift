@@ -64,6 +64,9 @@ enum NetworksBenchmark {
         // splits the GEMMs across the op workers instead (NetworkOps.workerGEMM).
         var blasThreads = ProcessInfo.processInfo.activeProcessorCount
         var kernelThreads: Int? = nil
+        // Default: freed 113 MB activations stay in the heap for the next call (NetworkOps.reuseLargeAllocations);
+        // `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
+        var heapReuse = true
         var i = 0
         while i < args.count {
             switch args[i] {
@@ -71,12 +74,14 @@ enum NetworksBenchmark {
             case "--fixtures": dir = args[i + 1]; i += 1
             case "--blas-threads": blasThreads = Int(args[i + 1]) ?? 1; i += 1
             case "--kernel-threads": kernelThreads = Int(args[i + 1]) ?? 1; i += 1
+            case "--mmap": heapReuse = false
             default: selected.append(args[i])
             }
             i += 1
         }
         if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
 
+        if heapReuse { heapReuse = NetworkOps.reuseLargeAllocations() }
         NetworkOps.threads = ProcessInfo.processInfo.activeProcessorCount
         if let kt = kernelThreads { KernelContext.threads = kt }
         BLASThreads.count = blasThreads
@@ -148,7 +153,7 @@ enum NetworksBenchmark {
                 print("per-block ms: " + line.joined(separator: ", "))
             }
         }
-        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads), kernel threads \(KernelContext.threads); load average \(loadAverage())")
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads), kernel threads \(KernelContext.threads), AVX-512 convs \(KernelContext.useAVX512), heap reuse \(heapReuse); load average \(loadAverage())")
         let gemm = sgemmGFLOPs(runs: 10)
         print(String(format: "sgemm 1024^3 baseline: %.1f GFLOP/s", gemm))
         fflush(stdout)
