@@ -121,8 +121,8 @@ enum NetworksBenchmark {
         if selected.contains("convt") { compareTransposedConvolutions(runs: runsOverride ?? 5) }
         if selected.contains("snap-variants") {
             let reference = engine.autoencoder.quantize(z)
-            for workers in [false, true] {
-                for (rows, codes) in [(2048, 256), (512, 512), (1024, 256), (4096, 128), (512, 256)] {
+            for workers in [true, false] {
+                for (rows, codes) in [(1024, 256), (512, 256), (512, 512), (2048, 256), (4096, 128)] {
                     VQGAN3D.snapWorkerGEMM = workers
                     VQGAN3D.snapTileRows = rows
                     VQGAN3D.snapTileCodes = codes
@@ -137,8 +137,8 @@ enum NetworksBenchmark {
                                  same ? "" : "  (indices differ!)"))
                 }
             }
-            VQGAN3D.snapWorkerGEMM = false
-            VQGAN3D.snapTileRows = 2048
+            VQGAN3D.snapWorkerGEMM = true
+            VQGAN3D.snapTileRows = 1024
             VQGAN3D.snapTileCodes = 256
         }
         if selected.contains("unet-profile") {

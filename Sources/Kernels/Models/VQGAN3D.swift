@@ -209,13 +209,13 @@ public final class VQGAN3D {
         return z
     }
 
-    /// Snap tiling (`tumorbench networks snap-variants` compares them): false (default) = this thread
-    /// issues each tile's GEMM with OpenBLAS's threads and the tile's rows are split over the workers
-    /// for the argmin; true = each worker runs single-threaded GEMMs on its own row tiles.
-    /// Tiles of 2048 rows × 256 codes (2 MiB of products; OpenBLAS and the argmin both split the rows
-    /// in halves, so each core reads what it wrote) measured fastest.
-    nonisolated(unsafe) public static var snapWorkerGEMM = false
-    nonisolated(unsafe) public static var snapTileRows = 2048
+    /// Snap tiling (`tumorbench networks snap-variants` compares them): true (default) = each worker
+    /// runs single-threaded GEMMs on its own row tiles; false = this thread issues each tile's GEMM
+    /// with OpenBLAS's threads and the tile's rows are split over the workers for the argmin (2–6×
+    /// slower here: a thread hand-off per small GEMM). Tiles of 1024 rows × 256 codes (1 MiB of
+    /// products per worker, in its L2) measured fastest.
+    nonisolated(unsafe) public static var snapWorkerGEMM = true
+    nonisolated(unsafe) public static var snapTileRows = 1024
     nonisolated(unsafe) public static var snapTileCodes = 256
 
     /// Nearest codebook entry of each latent vector, as the reference's
