@@ -4,7 +4,9 @@ import Kernels
 
 /// `tumorbench networks [case ...] [--runs N] [--fixtures DIR]`: DiffTumor networks at the real size
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
-/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium.
+/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
+/// unet-profile, decode-profile, encode-profile, snap-variants. Options: --kernel-threads N,
+/// --blas-threads N, --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
     struct Case {
         let name: String
@@ -118,7 +120,6 @@ enum NetworksBenchmark {
             profileAutoencoder(engine, ct: ct, z: z, decode: selected.contains("decode-profile"),
                                encode: selected.contains("encode-profile"), runs: runsOverride ?? 3)
         }
-        if selected.contains("convt") { compareTransposedConvolutions(runs: runsOverride ?? 5) }
         if selected.contains("snap-variants") {
             let reference = engine.autoencoder.quantize(z)
             for workers in [true, false] {
@@ -235,25 +236,6 @@ enum NetworksBenchmark {
             let latent = engine.denormalize(engine.normalize(z))
             profile("decode") { taps in _ = engine.autoencoder.decode(latent, quantize: true, taps: taps) }
         }
-    }
-
-    /// The decoder's transposed convolutions (replicate-padded inputs) and the UNet's Upsample:
-    /// NetworkOps' GEMM + col2im version (baseline) against `Tensor.convTranspose3d` (gather form).
-    static func compareTransposedConvolutions(runs: Int) {
-        var rng = GaussianNoise(seed: 3)
-        let shapes: [(String, [Int], [Int], [Int], [Int])] = [
-            ("decoder up0 64→64 26³→48³", [1, 64, 26, 26, 26], [64, 64, 4, 4, 4], [2, 2, 2], [3, 3, 3]),
-            ("decoder up1 64→32 50³→96³", [1, 64, 50, 50, 50], [64, 32, 4, 4, 4], [2, 2, 2], [3, 3, 3]),
-            ("unet upsample 48 (1,4,4)", [1, 48, 24, 6, 6], [48, 48, 1, 4, 4], [1, 2, 2], [0, 1, 1]),
-        ]
-        print("transposed conv                 baseline_ms(NetworkOps)  candidate_ms(Tensor.convTranspose3d)  ratio")
-        for (name, xs, ws, st, pd) in shapes {
-            let x = rng.tensor(xs), w = rng.tensor(ws), b = rng.tensor([ws[1]])
-            let (base, _, _) = time(runs) { sum(NetworkOps.convTranspose3d(x, weight: w, bias: b, stride: st, padding: pd)) }
-            let (cand, _, _) = time(runs) { sum(x.convTranspose3d(weight: w, bias: b, stride: st, padding: pd)) }
-            print(String(format: "%-30@ %12.1f %22.1f %28.2f", name as NSString, base * 1e3, cand * 1e3, base / cand))
-        }
-        fflush(stdout)
     }
 
     static func loadAverage() -> String {
