@@ -4,7 +4,9 @@ import Kernels
 
 /// `tumorbench networks [case ...] [--runs N] [--fixtures DIR]`: DiffTumor networks at the real size
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
-/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium.
+/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
+/// unet-profile, decode-profile, encode-profile, snap-variants. Options: --kernel-threads N,
+/// --blas-threads N, --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
     struct Case {
         let name: String
@@ -63,19 +65,27 @@ enum NetworksBenchmark {
         // Default: OpenBLAS threads on every core. `--blas-threads 1` runs OpenBLAS single-threaded and
         // splits the GEMMs across the op workers instead (NetworkOps.workerGEMM).
         var blasThreads = ProcessInfo.processInfo.activeProcessorCount
+        var kernelThreads: Int? = nil
+        // Default: freed 113 MB activations stay in the heap for the next call (NetworkOps.reuseLargeAllocations);
+        // `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
+        var heapReuse = true
         var i = 0
         while i < args.count {
             switch args[i] {
             case "--runs": runsOverride = Int(args[i + 1]); i += 1
             case "--fixtures": dir = args[i + 1]; i += 1
             case "--blas-threads": blasThreads = Int(args[i + 1]) ?? 1; i += 1
+            case "--kernel-threads": kernelThreads = Int(args[i + 1]) ?? 1; i += 1
+            case "--mmap": heapReuse = false
             default: selected.append(args[i])
             }
             i += 1
         }
         if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
 
+        if heapReuse { heapReuse = NetworkOps.reuseLargeAllocations() }
         NetworkOps.threads = ProcessInfo.processInfo.activeProcessorCount
+        if let kt = kernelThreads { KernelContext.threads = kt }
         BLASThreads.count = blasThreads
         let engine = try DiffTumorEngine(autoencoderPath: dir + "/autoencoder.ckpt", earlyPath: dir + "/diffusion_early.pt",
                                          noearlyPath: dir + "/diffusion_noearly.pt")
@@ -106,10 +116,36 @@ enum NetworksBenchmark {
             },
         ]
 
+        if selected.contains("decode-profile") || selected.contains("encode-profile") {
+            profileAutoencoder(engine, ct: ct, z: z, decode: selected.contains("decode-profile"),
+                               encode: selected.contains("encode-profile"), runs: runsOverride ?? 3)
+        }
+        if selected.contains("snap-variants") {
+            let reference = engine.autoencoder.quantize(z)
+            for workers in [true, false] {
+                for (rows, codes) in [(1024, 256), (512, 256), (512, 512), (2048, 256), (4096, 128)] {
+                    VQGAN3D.snapWorkerGEMM = workers
+                    VQGAN3D.snapTileRows = rows
+                    VQGAN3D.snapTileCodes = codes
+                    var same = true
+                    let (median, best, _) = time(runsOverride ?? 10) {
+                        let idx = engine.autoencoder.quantize(z)
+                        same = same && idx == reference
+                        return Float(idx.reduce(0) { $0 &+ Int($1) })
+                    }
+                    print(String(format: "snap %@ tile %4d rows × %5d codes: median %.1f ms, min %.1f ms%@",
+                                 workers ? "worker GEMMs   " : "one-thread GEMM", rows, codes, median * 1e3, best * 1e3,
+                                 same ? "" : "  (indices differ!)"))
+                }
+            }
+            VQGAN3D.snapWorkerGEMM = true
+            VQGAN3D.snapTileRows = 1024
+            VQGAN3D.snapTileCodes = 256
+        }
         if selected.contains("unet-profile") {
             UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)
         }
-        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads); load average \(loadAverage())")
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads), kernel threads \(KernelContext.threads), AVX-512 convs \(KernelContext.useAVX512), heap reuse \(heapReuse); load average \(loadAverage())")
         let gemm = sgemmGFLOPs(runs: 10)
         print(String(format: "sgemm 1024^3 baseline: %.1f GFLOP/s", gemm))
         fflush(stdout)
@@ -128,6 +164,69 @@ enum NetworksBenchmark {
         }
         let after = sgemmGFLOPs(runs: 5)
         print(String(format: "sgemm 1024^3 after: %.1f GFLOP/s (the machine is shared: compare the two)", after))
+    }
+
+    /// Milliseconds per op of the autoencoder, from the time between successive taps, summed by op
+    /// kind (`taps` see every op: convs, norms, adds, transposed convs, the snap). Median over `runs`.
+    static func profileAutoencoder(_ engine: DiffTumorEngine, ct: Tensor, z: Tensor, decode: Bool, encode: Bool, runs: Int) {
+        func kind(_ name: String) -> String {
+            let op = name.split(separator: ".").last.map(String.init) ?? name
+            switch op {
+            case "conv1", "conv2": return "conv 3³ (ResBlock)"
+            case "norm1", "norm2", "final_block": return "GroupNorm+SiLU"
+            case "add": return "residual add (+stats)"
+            case "up": return "transposed conv (pad+convT)"
+            case "down": return "conv 4³ stride 2"
+            case "conv_first": return "conv_first 1→16"
+            case "conv_last": return "conv_last 32→1"
+            case "post_vq_conv", "pre_vq_conv": return "1×1 conv"
+            case "quantize": return "codebook snap + embed"
+            default: return "other (" + op + ")"
+            }
+        }
+        func profile(_ label: String, _ body: (@escaping VQGAN3D.Taps) -> Void) {
+            var perOp: [String: [Double]] = [:], perKind: [String: [Double]] = [:]
+            var order: [String] = [], kindOrder: [String] = []
+            var totals: [Double] = []
+            for _ in 0..<(runs + 1) {
+                var opTimes: [String: Double] = [:], kindTimes: [String: Double] = [:]
+                let start = DispatchTime.now().uptimeNanoseconds
+                var last = start
+                body { name, _ in
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    let ms = Double(now - last) / 1e6
+                    last = now
+                    // Block-level taps (`block0.res1`) follow their last op (`block0.res1.add`) directly.
+                    if ["res", "res1", "res2"].contains(name.split(separator: ".").last.map(String.init) ?? "") { return }
+                    if !order.contains(name) { order.append(name) }
+                    opTimes[name, default: 0] += ms
+                    let k = kind(name)
+                    if !kindOrder.contains(k) { kindOrder.append(k) }
+                    kindTimes[k, default: 0] += ms
+                }
+                totals.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                for (k, v) in opTimes { perOp[k, default: []].append(v) }
+                for (k, v) in kindTimes { perKind[k, default: []].append(v) }
+            }
+            func median(_ v: [Double]) -> Double { let s = Array(v.dropFirst()).sorted(); return s.isEmpty ? 0 : s[s.count / 2] }
+            let total = median(totals)
+            print("\(label) profile (median of \(runs) runs after 1 warm-up; total \(String(format: "%.0f", total)) ms):")
+            for name in order { print(String(format: "  %-26@ %8.1f ms", name as NSString, median(perOp[name] ?? []))) }
+            print("  by kind:")
+            for k in kindOrder {
+                let m = median(perKind[k] ?? [])
+                print(String(format: "  %-30@ %8.1f ms  %5.1f%%", k as NSString, m, 100 * m / total))
+            }
+            fflush(stdout)
+        }
+        if encode {
+            let x = DiffTumorLayout.toNetwork(ct)
+            profile("encode") { taps in _ = engine.autoencoder.encode(x, taps: taps) }
+        }
+        if decode {
+            let latent = engine.denormalize(engine.normalize(z))
+            profile("decode") { taps in _ = engine.autoencoder.decode(latent, quantize: true, taps: taps) }
+        }
     }
 
     static func loadAverage() -> String {

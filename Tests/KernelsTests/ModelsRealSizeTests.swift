@@ -2,11 +2,12 @@ import Foundation
 import XCTest
 import Kernels
 
-/// Real-size checks (96³ patch, 8×24³ latent), run in release: the networks' fast ops against the
-/// independent `Kernels` ops (themselves tested against naive loops) at every convolution shape
-/// whose tiling differs from the 16³ goldens, attention over 24 frames against a Float64 evaluation,
-/// and whole-network consistency at the real size.
+/// Real-size checks (96³ patch, 8×24³ latent), run in release: the decoder's fused passes against the
+/// independent `Kernels` ops (themselves tested against naive loops), the snap against a Float64
+/// search, attention over 24 frames against a Float64 evaluation, and whole-chain consistency.
 final class ModelsRealSizeTests: XCTestCase {
+    override func setUp() { KernelContext.threads = 2 }
+
     func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
         var g = GaussianNoise(seed: seed)
         var t = g.tensor(shape)
@@ -14,43 +15,136 @@ final class ModelsRealSizeTests: XCTestCase {
         return t
     }
 
-    func testConvolutionsAtRealShapesAgreeWithKernelsOps() {
-        // (input shape, weight shape, stride, front, back, mode): shapes of the VQ-GAN and Unet3D at real size.
-        let cases: [([Int], [Int], [Int], [Int], [Int], ConvPadding)] = [
-            ([1, 1, 96, 96, 96], [16, 1, 3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], .replicate),    // conv_first
-            ([1, 16, 96, 96, 96], [32, 16, 4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 1, 1], .replicate),  // down 0
-            ([1, 64, 24, 24, 24], [64, 64, 3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], .replicate),  // ResBlock(64), 3 slabs
-            ([1, 17, 24, 24, 24], [24, 17, 1, 7, 7], [1, 1, 1], [0, 3, 3], [0, 3, 3], .zeros),       // init_conv
-            ([1, 24, 24, 24, 24], [24, 24, 1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1], .zeros),       // Downsample
-            ([1, 384, 24, 6, 6], [96, 384, 1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1], .zeros),       // ups.0 block1
-        ]
-        for (i, (xs, ws, s, f, b, mode)) in cases.enumerated() {
-            let x = random(xs, seed: UInt64(10 + i)), w = random(ws, seed: UInt64(20 + i), scale: 0.1), bias = random([ws[0]], seed: UInt64(30 + i))
-            let fast = NetworkOps.conv3d(x, weight: w, bias: bias, stride: s, padFront: f, padBack: b, mode: mode)
-            let ref = x.conv3d(weight: w, bias: bias, stride: s, padding: Padding3d(front: f, back: b, mode: mode == .zeros ? .zero : .replicate))
-            assertClose(fast, ref, rel: 1e-5, "conv \(ws) on \(xs)")
+    /// The decoder at the real size (24³ latent → 96³) against the same layers composed from the
+    /// independent `Kernels` tensor ops (GroupNorm, SiLU, conv3d with `Padding3d.same`, add), from the
+    /// decoder's own taps: the fused GroupNorm+SiLU, the statistics reused from the residual add and the
+    /// in-place adds of the 32×96³ ResBlocks, a 64×48³ ResBlock, and conv_last.
+    func testDecoderAtRealSizeAgreesWithKernelsOps() throws {
+        let sd = try TorchCheckpoint(path: Fixtures.difftumor("autoencoder.ckpt")).modelStateDict()
+        let vq = try VQGAN3D(stateDict: sd)
+        var taps: [String: Tensor] = [:]
+        let keep: Set<String> = ["block0.up", "block0.res1", "block1.up", "block1.res1", "block1.res2", "conv_last"]
+        // (res1 at 96³ is the same code path as res2 minus the statistics reuse; checking res2 keeps this test short.)
+        _ = vq.decode(random([1, 8, 24, 24, 24], seed: 12), taps: { if keep.contains($0) { taps[$0] = $1 } })
+        func conv(_ x: Tensor, _ p: String) throws -> Tensor {
+            let w = try sd.tensor(p + "conv.weight")
+            return x.conv3d(weight: w, bias: try sd.tensor(p + "conv.bias"),
+                            padding: .same(kernel: Array(w.shape[2...]), stride: [1, 1, 1], mode: .replicate))
         }
-        // Transposed convolutions: decoder up 0 (replicate-padded 26³, 2 slabs) and the UNet Upsample.
-        let tcases: [([Int], [Int], [Int], [Int])] = [
-            ([1, 64, 26, 26, 26], [64, 64, 4, 4, 4], [2, 2, 2], [3, 3, 3]),
-            ([1, 48, 24, 6, 6], [48, 48, 1, 4, 4], [1, 2, 2], [0, 1, 1]),
-        ]
-        for (i, (xs, ws, s, p)) in tcases.enumerated() {
-            let x = random(xs, seed: UInt64(40 + i)), w = random(ws, seed: UInt64(50 + i), scale: 0.1), bias = random([ws[1]], seed: UInt64(60 + i))
-            let fast = NetworkOps.convTranspose3d(x, weight: w, bias: bias, stride: s, padding: p)
-            let ref = x.convTranspose3d(weight: w, bias: bias, stride: s, padding: p)
-            assertClose(fast, ref, rel: 1e-5, "convT \(ws) on \(xs)")
+        func resBlock(_ x: Tensor, _ p: String) throws -> Tensor {
+            func norm(_ x: Tensor, _ n: String) throws -> Tensor {
+                x.groupNorm(groups: 32, weight: try sd.tensor(p + n + ".weight"), bias: try sd.tensor(p + n + ".bias"), eps: 1e-6).silu()
+            }
+            return x + (try conv(try norm(try conv(try norm(x, "norm1"), p + "conv1."), "norm2"), p + "conv2."))
         }
+        let up0 = try XCTUnwrap(taps["block0.up"])
+        XCTAssertEqual(taps["block1.up"]?.shape, [1, 32, 96, 96, 96])
+        assertClose(try XCTUnwrap(taps["block0.res1"]), try resBlock(up0, "decoder.conv_blocks.0.res1."), rel: 1e-5, "res1 64×48³")
+        // res2 from the decoder's own res1 output: its norm1 statistics come from res1's add pass.
+        let res2 = try resBlock(try XCTUnwrap(taps["block1.res1"]), "decoder.conv_blocks.1.res2.")
+        assertClose(try XCTUnwrap(taps["block1.res2"]), res2, rel: 1e-5, "res2 32×96³ (statistics from the add)")
+        assertClose(try XCTUnwrap(taps["conv_last"]), try conv(try XCTUnwrap(taps["block1.res2"]), "decoder.conv_last."),
+                    rel: 1e-5, "conv_last")
+    }
+
+    /// The codebook snap at the real size (13,824 latent vectors × 16,384 codes) against a brute-force
+    /// Float64 search: every chosen code is the nearest up to float rounding, and exact ties (duplicated
+    /// codes inside one code tile and across tiles) go to the lowest index, as `torch.argmin`.
+    func testSnapAtRealSizeAgainstBruteForceAndTies() throws {
+        let sd = try TorchCheckpoint(path: Fixtures.difftumor("autoencoder.ckpt")).modelStateDict()
+        var cb = try sd.tensor("codebook.embeddings")
+        let (codes, dim) = (cb.shape[0], cb.shape[1])
+        // Duplicates: code 8 = code 7 (same tile), codes 9000 and 16000 = code 300 (other tiles).
+        cb.withUnsafeMutableBufferPointer { p in
+            for d in 0..<dim {
+                p[8 * dim + d] = p[7 * dim + d]
+                p[9000 * dim + d] = p[300 * dim + d]
+                p[16000 * dim + d] = p[300 * dim + d]
+            }
+        }
+        var edited = StateDict(file: "test")
+        for k in sd.keys { edited.add(k, sd.entry(k)!) }
+        edited.add("codebook.embeddings", tensor: cb)
+        let vq = try VQGAN3D(stateDict: edited)
+        var z = random([1, dim, 24, 24, 24], seed: 13, scale: 0.5)
+        let S = 24 * 24 * 24
+        let e = cb.scalars
+        // Latents 0 and 1 sit exactly on duplicated codes, 2 and 3 next to them.
+        z.withUnsafeMutableBufferPointer { p in
+            for d in 0..<dim {
+                p[d * S + 0] = e[8 * dim + d]
+                p[d * S + 1] = e[16000 * dim + d]
+                p[d * S + 2] = e[7 * dim + d] + 1e-3
+                p[d * S + 3] = e[300 * dim + d] - 1e-3
+            }
+        }
+        let idx = vq.quantize(z)
+        XCTAssertEqual(Array(idx[0..<4]), [7, 300, 7, 300])
+        let zs = z.scalars
+        var worst = 0.0, exact = 0
+        for s in 0..<S {
+            var best = Double.infinity, bestK = 0, chosen = 0.0
+            for k in 0..<codes {
+                var d = 0.0
+                for c in 0..<dim { let v = Double(zs[c * S + s]) - Double(e[k * dim + c]); d += v * v }
+                if d < best { best = d; bestK = k }
+                if k == Int(idx[s]) { chosen = d }
+            }
+            if Int(idx[s]) == bestK { exact += 1 }
+            worst = max(worst, chosen - best)
+        }
+        XCTAssertLessThan(worst, 1e-5, "a chosen code is farther than the nearest by more than rounding")
+        XCTAssertGreaterThan(exact, S * 999 / 1000, "\(exact) of \(S) snaps equal the Float64 argmin")
     }
 
     func testGroupNormAndLayerNormAtRealSize() {
         let x = random([1, 32, 96, 96, 96], seed: 3)
         let w = random([32], seed: 4), b = random([32], seed: 5)
+        let expected = x.groupNorm(groups: 32, weight: w, bias: b, eps: 1e-6).silu()
         var fast = x
         NetworkOps.groupNorm(&fast, groups: 32, eps: 1e-6, weight: w, bias: b, silu: true)
-        assertClose(fast, x.groupNorm(groups: 32, weight: w, bias: b, eps: 1e-6).silu(), rel: 1e-5, "GroupNorm+SiLU 32×96³")
-        let y = random([1, 24, 24, 24, 24], seed: 6), g = random([24], seed: 7)
-        assertClose(NetworkOps.channelLayerNorm(y, gamma: g), y.channelLayerNorm(gain: g.reshaped([24])), rel: 1e-5, "channel LayerNorm")
+        assertClose(fast, expected, rel: 1e-6, "GroupNorm+SiLU 32×96³ in place")
+        assertClose(NetworkOps.groupNormed(x, groups: 32, eps: 1e-6, weight: w, bias: b, silu: true), expected,
+                    rel: 1e-6, "GroupNorm+SiLU 32×96³ into a new tensor")
+        // Statistics from the residual add: normalising x + y with them equals normalising x + y.
+        let y = random([1, 32, 96, 96, 96], seed: 8, scale: 0.3)
+        var sum = x
+        let stats = NetworkOps.addReturningStatistics(&sum, y, groups: 32)
+        let xy = x + y
+        XCTAssertEqual(sum.scalars, xy.scalars)
+        assertClose(NetworkOps.groupNormed(sum, groups: 32, eps: 1e-6, weight: w, bias: b, silu: true, stats: stats),
+                    xy.groupNorm(groups: 32, weight: w, bias: b, eps: 1e-6).silu(), rel: 1e-6, "GroupNorm with the add's statistics")
+        let direct = NetworkOps.groupStatistics(sum, groups: 32)
+        for g in 0..<32 {
+            XCTAssertEqual(direct.mean[g], stats.mean[g], accuracy: 1e-9)
+            XCTAssertEqual(direct.variance[g], stats.variance[g], accuracy: 1e-9 * direct.variance[g])
+        }
+        let y2 = random([1, 24, 24, 24, 24], seed: 6), g = random([24], seed: 7)
+        assertClose(NetworkOps.channelLayerNorm(y2, gamma: g), y2.channelLayerNorm(gain: g.reshaped([24])), rel: 1e-5, "channel LayerNorm")
+    }
+
+    /// The SIMD exp over the whole float range against Float64 exp (clamped at −87.3/88.3 as documented),
+    /// and the in-place SiLU against `Tensor.silu`.
+    func testFastExpAndSiLU() {
+        var xs = (0..<20000).map { Float(-100 + Double($0) * 0.01) }
+        xs += [-Float.greatestFiniteMagnitude, -88, 88, 89, Float.greatestFiniteMagnitude, 0, 1e-30, -1e-30]
+        var worst = 0.0
+        var i = 0
+        while i + 8 <= xs.count {
+            var v = SIMD8<Float>()
+            for l in 0..<8 { v[l] = xs[i + l] }
+            let e = NetworkOps.fastExp(v)
+            for l in 0..<8 {
+                let ref = Foundation.exp(Double(min(max(v[l], -87.3), 88.3)))
+                worst = max(worst, abs(Double(e[l]) - ref) / ref)
+            }
+            i += 8
+        }
+        XCTAssertLessThan(worst, 3e-7)
+        var t = Tensor(shape: [1, 1, 1, 1, xs.count], data: xs.map { max(min($0, 80), -80) })
+        let expected = t.silu()
+        NetworkOps.silu(&t)
+        assertClose(t, expected, rel: 1e-6, "SiLU")
     }
 
     /// Temporal attention over 24 frames (relative-position buckets up to distance 23 and rotary
@@ -156,10 +250,5 @@ final class ModelsWorkerModeTests: XCTestCase {
         let unet = try Unet3D(stateDict: ema.subdict(prefix: "denoise_fn."))
         let out = unet(try g.tensor("unet.input.x"), cond: try g.tensor("unet.input.cond"), timesteps: [2])
         assertClose(out, try g.tensor("unet.output.t2"), rel: 1e-4, "unet t2 (workers)")
-        // A real-size convolution with several slabs per worker against the Kernels op.
-        var rng = GaussianNoise(seed: 1)
-        let x = rng.tensor([1, 64, 24, 24, 24]), w = rng.tensor([64, 64, 3, 3, 3])
-        let fast = NetworkOps.conv3d(x, weight: w, bias: nil, padFront: [1, 1, 1], mode: .replicate)
-        assertClose(fast, x.conv3d(weight: w, padding: Padding3d(front: [1, 1, 1], back: [1, 1, 1], mode: .replicate)), rel: 1e-5, "conv (workers)")
     }
 }

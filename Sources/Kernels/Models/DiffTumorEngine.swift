@@ -142,8 +142,11 @@ public final class DiffTumorEngine {
             }
         }
         let latent = normalize(autoencoder.encode(DiffTumorLayout.toNetwork(masked)))
-        let cc = DiffTumorLayout.toNetwork(m).interpolateNearest(size: Array(latent.shape.dropFirst(2)))
-        return NetworkOps.concatChannels(latent, cc)
+        // Nearest resizing maps each axis independently, so it commutes with the axis permutation:
+        // resize in the pipeline layout (X, Y, Z), then permute only the small latent-sized mask.
+        let (lz, lx, ly) = (latent.shape[2], latent.shape[3], latent.shape[4])
+        let cc = DiffTumorLayout.toNetwork(m.interpolateNearest(size: [lx, ly, lz]))
+        return Tensor.concat([latent, cc], axis: 1)
     }
 
     /// Early tumor: 4 ancestral DDPM steps from x_T with the given per-step noise.

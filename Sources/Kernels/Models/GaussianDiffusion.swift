@@ -26,62 +26,67 @@ public final class GaussianDiffusion {
     /// One ancestral step `p_sample` at timestep t: x̂0 clamped to [-1, 1], posterior mean, and
     /// `exp(½ log σ²) · noise` for t > 0.
     public func ddpmStep(_ x: Tensor, cond: Tensor, t: Int, noise: Tensor?) -> Tensor {
-        let B = x.shape[0]
-        let eps = denoiser(x, cond: cond, timesteps: [Float](repeating: Float(t), count: B))
+        var out = x
+        ddpmUpdate(&out, eps: denoiser(x, cond: cond, timesteps: [Float](repeating: Float(t), count: x.shape[0])), t: t, noise: noise)
+        return out
+    }
+
+    /// The update of `p_sample` in place, given the denoiser's output `eps` at x and t.
+    func ddpmUpdate(_ x: inout Tensor, eps: Tensor, t: Int, noise: Tensor?) {
         let s = schedule
         let (ra, rm1, c1, c2) = (s.sqrtRecipAlphasCumprod[t], s.sqrtRecipm1AlphasCumprod[t], s.posteriorMeanCoef1[t], s.posteriorMeanCoef2[t])
         let sd: Float = t > 0 ? Foundation.exp(0.5 * s.posteriorLogVarianceClipped[t]) : 0
+        precondition(eps.count == x.count, "DDPM step: denoiser output \(eps.shape) for x \(x.shape)")
         precondition(t == 0 || noise?.count == x.count, "DDPM step t=\(t) needs noise of shape \(x.shape)")
-        var out = Tensor(uninitialized: x.shape)
-        x.withUnsafeBufferPointer { xp in
+        let zero = Tensor(zeros: [0])
+        x.withUnsafeMutableBufferPointer { xp in
             eps.withUnsafeBufferPointer { ep in
-                out.withUnsafeMutableBufferPointer { op in
-                    let np = noise?.scalars
+                (t > 0 ? noise! : zero).withUnsafeBufferPointer { np in
                     for i in 0..<xp.count {
                         var x0 = ra * xp[i] - rm1 * ep[i]
                         x0 = min(max(x0, -1), 1)
                         let mean = c1 * x0 + c2 * xp[i]
-                        op[i] = t > 0 ? mean + sd * np![i] : mean
+                        xp[i] = t > 0 ? mean + sd * np[i] : mean
                     }
                 }
             }
         }
-        return out
     }
 
     /// The full ancestral chain (`p_sample_loop`) from x_T: `noise(t)` supplies the noise of step t > 0.
+    /// x is updated in place; the timestep vector is built once.
     public func sampleDDPM(xT: Tensor, cond: Tensor, noise: (Int) -> Tensor, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         var x = xT
+        var times = [Float](repeating: 0, count: x.shape[0])
         for t in stride(from: schedule.timesteps - 1, through: 0, by: -1) {
-            x = ddpmStep(x, cond: cond, t: t, noise: t > 0 ? noise(t) : nil)
+            for b in times.indices { times[b] = Float(t) }
+            let eps = denoiser(x, cond: cond, timesteps: times)
+            ddpmUpdate(&x, eps: eps, t: t, noise: t > 0 ? noise(t) : nil)
             step?(t, x)
         }
         return x
     }
 
-    /// Deterministic DDIM (η = 0) over `steps` of the reference's uniform spacing.
+    /// Deterministic DDIM (η = 0) over `steps` of the reference's uniform spacing; x is updated in place.
     public func sampleDDIM(xT: Tensor, cond: Tensor, steps: Int, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         let (ts, alphas, prev) = schedule.ddim(steps: steps)
         var x = xT
-        let B = x.shape[0]
+        var times = [Float](repeating: 0, count: x.shape[0])
         for index in stride(from: ts.count - 1, through: 0, by: -1) {
             let t = ts[index]
-            let e = denoiser(x, cond: cond, timesteps: [Float](repeating: Float(t), count: B))
+            for b in times.indices { times[b] = Float(t) }
+            let e = denoiser(x, cond: cond, timesteps: times)
             let a = alphas[index], ap = prev[index]
             let sqrtOneMinusA = (1 - a).squareRoot(), sqrtA = a.squareRoot()
             let dirCoef = (1 - ap - 0).squareRoot(), sqrtAp = ap.squareRoot()
-            var next = Tensor(uninitialized: x.shape)
-            x.withUnsafeBufferPointer { xp in
+            x.withUnsafeMutableBufferPointer { xp in
                 e.withUnsafeBufferPointer { ep in
-                    next.withUnsafeMutableBufferPointer { np in
-                        for i in 0..<xp.count {
-                            let x0 = (xp[i] - sqrtOneMinusA * ep[i]) / sqrtA
-                            np[i] = sqrtAp * x0 + dirCoef * ep[i]
-                        }
+                    for i in 0..<xp.count {
+                        let x0 = (xp[i] - sqrtOneMinusA * ep[i]) / sqrtA
+                        xp[i] = sqrtAp * x0 + dirCoef * ep[i]
                     }
                 }
             }
-            x = next
             step?(t, x)
         }
         return x

@@ -1,26 +1,24 @@
 import COpenBLAS
 import Foundation
 
-/// Padding used by a convolution: zeros (PyTorch's default) or replicate (`F.pad(mode="replicate")`).
-public enum ConvPadding: Sendable { case zeros, replicate }
-
-/// The inference ops the DiffTumor networks need, written for speed on a few CPU cores:
-/// convolutions as (slab-wise) im2col + `cblas_sgemm`, transposed convolutions as GEMM + col2im,
-/// fused normalisations with SIMD exp. Tensors are NCDHW, batch looped outside the GEMMs.
+/// The inference ops of the DiffTumor networks that the tensor ops of `Kernels` do not provide in
+/// this form: GroupNorm fused with the UNet's scale/shift and SiLU (in place or into a new tensor,
+/// with statistics reusable from the residual add), SIMD SiLU/exp, the channel LayerNorm and a
+/// GEMM split across the workers. Convolutions, transposed convolutions, padding, concatenation and
+/// linear layers are the `Tensor` ops (the forwarders below keep older call sites working).
+/// Tensors are NCDHW.
 public enum NetworkOps {
-    /// Worker threads for the non-BLAS loops (im2col, norms, attention).
-    nonisolated(unsafe) public static var threads: Int = max(1, min(ProcessInfo.processInfo.activeProcessorCount, 2))
+    /// Worker threads of the loops: the process's `KernelContext.threads` (setting it sets OpenBLAS's
+    /// thread count too, as `KernelContext` does).
+    public static var threads: Int {
+        get { KernelContext.threads }
+        set { KernelContext.threads = newValue }
+    }
 
-    /// Runs `body(i)` for i in 0..<n on up to `threads` threads (contiguous chunks).
+    /// `KernelContext.parallelFor`: `body` over `0..<n` in up to `threads` contiguous chunks.
     @inline(__always)
     static func parallelFor(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        let workers = min(threads, max(1, n / max(minChunk, 1)))
-        if workers <= 1 { body(0..<n); return }
-        let chunk = (n + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let lo = w * chunk, hi = min(n, lo + chunk)
-            if lo < hi { body(lo..<hi) }
-        }
+        KernelContext.parallelFor(n, minimumChunk: minChunk, body)
     }
 
     /// True when OpenBLAS runs single-threaded and the ops have more than one worker: GEMMs are then
@@ -58,287 +56,211 @@ public enum NetworkOps {
         }
     }
 
-    // MARK: - convolution
+    // MARK: - memory
 
-    /// 3D convolution. `weight` is (Cout, Cin, kd, kh, kw); padding `padFront`/`padBack` per axis.
-    public static func conv3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: [Int] = [1, 1, 1],
-                              padFront: [Int] = [0, 0, 0], padBack: [Int]? = nil, mode: ConvPadding = .zeros) -> Tensor {
-        precondition(x.rank == 5 && weight.rank == 5, "conv3d wants 5-D input and weight, got \(x.shape) and \(weight.shape)")
-        let (B, C, D, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-        let (Co, kd, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3], weight.shape[4])
-        precondition(weight.shape[1] == C, "conv3d: input has \(C) channels, weight \(weight.shape)")
-        let pb = padBack ?? padFront
-        let Do = (D + padFront[0] + pb[0] - kd) / stride[0] + 1
-        let Ho = (H + padFront[1] + pb[1] - kh) / stride[1] + 1
-        let Wo = (W + padFront[2] + pb[2] - kw) / stride[2] + 1
-        precondition(Do > 0 && Ho > 0 && Wo > 0, "conv3d: input \(x.shape) too small for kernel \(weight.shape)")
-        var out = Tensor(uninitialized: [B, Co, Do, Ho, Wo])
-        let K = C * kd * kh * kw
-        let plane = Ho * Wo
-        let pointwise = kd == 1 && kh == 1 && kw == 1 && stride == [1, 1, 1] && padFront == [0, 0, 0] && pb == [0, 0, 0]
-        let workers = workerGEMM && !pointwise ? min(threads, Do) : 1
-        let nz = pointwise ? Do : max(1, min((Do + workers - 1) / workers, (8 << 20) / max(1, K * plane * workers)))
-        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: pointwise ? 1 : K * nz * plane * workers)
-        defer { colsBuffer.deallocate() }
-        x.withUnsafeBufferPointer { xp in
-            weight.withUnsafeBufferPointer { wp in
-                out.withUnsafeMutableBufferPointer { op in
-                    for b in 0..<B {
-                        let src = xp.baseAddress! + b * C * D * H * W
-                        let dst = op.baseAddress! + b * Co * Do * plane
-                        if pointwise {
-                            sgemm(transA: false, transB: false, M: Co, N: D * H * W, K: C, A: wp.baseAddress!, lda: C,
-                                  B: src, ldb: D * H * W, beta: 0, C: dst, ldc: D * H * W)
-                            continue
-                        }
-                        // Each worker owns a contiguous range of output depths and its own column buffer.
-                        let per = (Do + workers - 1) / workers
-                        let body = { (wk: Int) in
-                            let cols = colsBuffer.baseAddress! + wk * K * nz * plane
-                            var z0 = wk * per
-                            let zEnd = min(Do, z0 + per)
-                            while z0 < zEnd {
-                                let n = min(nz, zEnd - z0)
-                                im2col(src, C: C, D: D, H: H, W: W, k: (kd, kh, kw), s: (stride[0], stride[1], stride[2]),
-                                       p: (padFront[0], padFront[1], padFront[2]), mode: mode, z0: z0, nz: n, Ho: Ho, Wo: Wo,
-                                       dst: cols, parallel: workers == 1)
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(Co), Int32(n * plane), Int32(K),
-                                            1, wp.baseAddress!, Int32(K), cols, Int32(n * plane), 0,
-                                            dst + z0 * plane, Int32(Do * plane))
-                                z0 += n
-                            }
-                        }
-                        if workers > 1 { DispatchQueue.concurrentPerform(iterations: workers, execute: body) } else { body(0) }
-                    }
-                }
-            }
-        }
-        if let bias { addChannelBias(&out, bias) }
-        return out
+    /// Makes glibc keep freed blocks of any size in the heap for reuse (`mallopt(M_MMAP_MAX, 0)` and
+    /// no trimming) instead of mapping each large block fresh: the decoder's 113 MB activations are
+    /// then recycled across calls instead of being page-faulted and zeroed by the kernel on first touch
+    /// every time (about 3× the cost of writing them). Process-wide; the resident size stays at its
+    /// peak. Returns false where `mallopt` is not available (not glibc).
+    @discardableResult
+    public static func reuseLargeAllocations() -> Bool {
+        // RTLD_DEFAULT is the null handle on glibc.
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        let mmapMax: Int32 = -4, trimThreshold: Int32 = -1   // M_MMAP_MAX, M_TRIM_THRESHOLD in <malloc.h>
+        return mallopt(mmapMax, 0) == 1 && mallopt(trimThreshold, Int32.max) == 1
     }
 
-    /// Fills rows (ci, a, b, c) × columns (z, y, x) for output depths z0..<z0+nz.
-    static func im2col(_ src: UnsafePointer<Float>, C: Int, D: Int, H: Int, W: Int, k: (Int, Int, Int), s: (Int, Int, Int),
-                       p: (Int, Int, Int), mode: ConvPadding, z0: Int, nz: Int, Ho: Int, Wo: Int, dst: UnsafeMutablePointer<Float>,
-                       parallel: Bool = true) {
-        let rows = C * k.0 * k.1 * k.2
-        let N = nz * Ho * Wo
-        let replicate = mode == .replicate
-        let run = { (body: (Range<Int>) -> Void) in if parallel { parallelFor(rows, minChunk: 4, body) } else { body(0..<rows) } }
-        run { range in
-            for r in range {
-                let c = r % k.2, b = (r / k.2) % k.1, a = (r / (k.2 * k.1)) % k.0, ci = r / (k.2 * k.1 * k.0)
-                var row = dst + r * N
-                // Valid x range for stride 1: ix = xo + c - p.2 in [0, W).
-                for zo in z0..<(z0 + nz) {
-                    var iz = zo * s.0 - p.0 + a
-                    if iz < 0 || iz >= D {
-                        if !replicate { row.update(repeating: 0, count: Ho * Wo); row += Ho * Wo; continue }
-                        iz = min(max(iz, 0), D - 1)
-                    }
-                    for yo in 0..<Ho {
-                        var iy = yo * s.1 - p.1 + b
-                        if iy < 0 || iy >= H {
-                            if !replicate { row.update(repeating: 0, count: Wo); row += Wo; continue }
-                            iy = min(max(iy, 0), H - 1)
-                        }
-                        let line = src + ((ci * D + iz) * H + iy) * W
-                        if s.2 == 1 {
-                            let lo = min(Wo, max(0, p.2 - c)), hi = max(lo, min(Wo, W + p.2 - c))
-                            if lo > 0 { row.update(repeating: replicate ? line[0] : 0, count: lo) }
-                            if hi > lo { (row + lo).update(from: line + (lo - p.2 + c), count: hi - lo) }
-                            if hi < Wo { (row + hi).update(repeating: replicate ? line[W - 1] : 0, count: Wo - hi) }
-                        } else {
-                            for xo in 0..<Wo {
-                                let ix = xo * s.2 - p.2 + c
-                                if ix >= 0 && ix < W { row[xo] = line[ix] } else { row[xo] = replicate ? line[min(max(ix, 0), W - 1)] : 0 }
-                            }
-                        }
-                        row += Wo
-                    }
-                }
-            }
-        }
-    }
+    // MARK: - forwarders to the Kernels tensor ops
 
-    /// 3D transposed convolution (PyTorch `ConvTranspose3d`, zero `padding`, no output padding).
-    /// `weight` is (Cin, Cout, kd, kh, kw). Computed as GEMM into columns, then col2im scatter-add.
+    /// `Tensor.convTranspose3d` (PyTorch `ConvTranspose3d`, zero `padding`, no output padding).
     public static func convTranspose3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int]) -> Tensor {
-        precondition(x.rank == 5 && weight.rank == 5 && weight.shape[0] == x.shape[1],
-                     "convTranspose3d: input \(x.shape), weight \(weight.shape)")
-        let (B, C, D, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-        let (Co, kd, kh, kw) = (weight.shape[1], weight.shape[2], weight.shape[3], weight.shape[4])
-        let Do = (D - 1) * stride[0] - 2 * padding[0] + kd
-        let Ho = (H - 1) * stride[1] - 2 * padding[1] + kh
-        let Wo = (W - 1) * stride[2] - 2 * padding[2] + kw
-        precondition(Do > 0 && Ho > 0 && Wo > 0, "convTranspose3d: empty output for \(x.shape)")
-        var out = Tensor(zeros: [B, Co, Do, Ho, Wo])
-        let M = Co * kd * kh * kw
-        let plane = H * W
-        let nz = max(1, min(D, (8 << 20) / max(1, M * plane)))
-        let colsBuffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: M * nz * plane)
-        defer { colsBuffer.deallocate() }
-        x.withUnsafeBufferPointer { xp in
-            weight.withUnsafeBufferPointer { wp in
-                out.withUnsafeMutableBufferPointer { op in
-                    do {
-                        let cp = colsBuffer
-                        for b in 0..<B {
-                            let src = xp.baseAddress! + b * C * D * plane
-                            let dst = op.baseAddress! + b * Co * Do * Ho * Wo
-                            var z0 = 0
-                            while z0 < D {
-                                let n = min(nz, D - z0)
-                                let N = n * plane
-                                sgemm(transA: true, transB: false, M: M, N: N, K: C, A: wp.baseAddress!, lda: M,
-                                      B: src + z0 * plane, ldb: D * plane, beta: 0, C: cp.baseAddress!, ldc: N)
-                                let colsBase = UnsafePointer(cp.baseAddress!)
-                                parallelFor(Co) { range in
-                                    for co in range {
-                                        for a in 0..<kd {
-                                            for bb in 0..<kh {
-                                                for c in 0..<kw {
-                                                    let r = ((co * kd + a) * kh + bb) * kw + c
-                                                    var colRow = colsBase + r * N
-                                                    // Valid input x: ox = ix*s - p + c in [0, Wo).
-                                                    var xlo = 0
-                                                    while xlo < W && xlo * stride[2] - padding[2] + c < 0 { xlo += 1 }
-                                                    var xhi = W
-                                                    while xhi > xlo && (xhi - 1) * stride[2] - padding[2] + c >= Wo { xhi -= 1 }
-                                                    for z in z0..<(z0 + n) {
-                                                        let oz = z * stride[0] - padding[0] + a
-                                                        if oz < 0 || oz >= Do { colRow += plane; continue }
-                                                        for y in 0..<H {
-                                                            let oy = y * stride[1] - padding[1] + bb
-                                                            if oy >= 0 && oy < Ho && xhi > xlo {
-                                                                let orow = dst + ((co * Do + oz) * Ho + oy) * Wo
-                                                                var ox = xlo * stride[2] - padding[2] + c
-                                                                for ix in xlo..<xhi {
-                                                                    orow[ox] += colRow[ix]
-                                                                    ox += stride[2]
-                                                                }
-                                                            }
-                                                            colRow += W
-                                                        }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                                z0 += n
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let bias { addChannelBias(&out, bias) }
-        return out
-    }
-
-    /// Replicate-pads the three spatial axes of a 5-D tensor (front/back per axis).
-    public static func replicatePad(_ x: Tensor, front: [Int], back: [Int]) -> Tensor {
-        let (B, C, D, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
-        let (Dp, Hp, Wp) = (D + front[0] + back[0], H + front[1] + back[1], W + front[2] + back[2])
-        var out = Tensor(uninitialized: [B, C, Dp, Hp, Wp])
-        x.withUnsafeBufferPointer { xp in
-            out.withUnsafeMutableBufferPointer { op in
-                let src = xp.baseAddress!, dst = op.baseAddress!
-                parallelFor(B * C) { range in
-                    for bc in range {
-                        for z in 0..<Dp {
-                            let iz = min(max(z - front[0], 0), D - 1)
-                            for y in 0..<Hp {
-                                let iy = min(max(y - front[1], 0), H - 1)
-                                let line = src + ((bc * D + iz) * H + iy) * W
-                                let orow = dst + ((bc * Dp + z) * Hp + y) * Wp
-                                for xx in 0..<Wp { orow[xx] = line[min(max(xx - front[2], 0), W - 1)] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        return out
-    }
-
-    /// x[b, c, ...] += bias[c].
-    public static func addChannelBias(_ x: inout Tensor, _ bias: Tensor) {
-        let B = x.shape[0], C = x.shape[1], S = x.count / max(1, B * C)
-        precondition(bias.count == C, "bias of \(bias.count) for \(C) channels")
-        x.withUnsafeMutableBufferPointer { xp in
-            bias.withUnsafeBufferPointer { bp in
-                let base = xp.baseAddress!
-                parallelFor(B * C) { range in
-                    for bc in range {
-                        let v = bp[bc % C]
-                        let p = base + bc * S
-                        for i in 0..<S { p[i] += v }
-                    }
-                }
-            }
-        }
+        x.convTranspose3d(weight: weight, bias: bias, stride: stride, padding: padding)
     }
 
     // MARK: - normalisation and activations
 
-    /// GroupNorm over (B, C, S...) followed, optionally, by `x*(1+scale[b,c]) + shift[b,c]` and SiLU.
-    /// Statistics in Double; in place.
-    public static func groupNorm(_ x: inout Tensor, groups: Int, eps: Float, weight: Tensor, bias: Tensor,
-                                 scale: Tensor? = nil, shift: Tensor? = nil, silu: Bool) {
+    /// Mean and biased variance of each (image, group) of an NC… tensor, accumulated in Double.
+    public struct GroupStatistics {
+        public var groups: Int
+        public var mean: [Double]
+        public var variance: [Double]
+    }
+
+    /// Running (count, mean, M2) of a group, fed chunk by chunk (Chan et al.'s pairwise update).
+    struct Moments {
+        var count = 0.0, mean = 0.0, m2 = 0.0
+
+        /// Adds `n` ≤ 4096 floats at `p`: chunk sum and centred sum of squares in Float SIMD (the chunk is
+        /// in L1 for the second loop), merged in Double.
+        @inline(__always)
+        mutating func add(_ p: UnsafePointer<Float>, _ n: Int) {
+            guard n > 0 else { return }
+            let raw = UnsafeRawPointer(p)
+            var s0 = SIMD8<Float>.zero, s1 = SIMD8<Float>.zero
+            var j = 0
+            while j + 16 <= n {
+                s0 += raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+                s1 += raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self)
+                j += 16
+            }
+            var s = (s0 + s1).sum()
+            while j < n { s += p[j]; j += 1 }
+            let c = s / Float(n)
+            var q0 = SIMD8<Float>.zero, q1 = SIMD8<Float>.zero
+            j = 0
+            while j + 16 <= n {
+                let d0 = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - c
+                let d1 = raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self) - c
+                q0 += d0 * d0
+                q1 += d1 * d1
+                j += 16
+            }
+            var q = (q0 + q1).sum()
+            while j < n { let d = p[j] - c; q += d * d; j += 1 }
+            // Chunk mean μ = s/n exactly; Σ(x−μ)² = Σ(x−c)² − n(c−μ)².
+            let nd = Double(n), mu = Double(s) / nd, off = Double(c) - mu
+            let m2c = max(0, Double(q) - nd * off * off)
+            let total = count + nd, delta = mu - mean
+            mean += delta * nd / total
+            m2 += m2c + delta * delta * count * nd / total
+            count = total
+        }
+    }
+
+    /// Statistics of each (image, group) of `x`: one read of the tensor, over the worker threads.
+    public static func groupStatistics(_ x: Tensor, groups: Int) -> GroupStatistics {
         let B = x.shape[0], C = x.shape[1], S = x.count / max(1, B * C)
-        precondition(C % groups == 0 && weight.count == C && bias.count == C, "groupNorm: \(x.shape), \(groups) groups, weight \(weight.shape)")
-        let cpg = C / groups
-        x.withUnsafeMutableBufferPointer { xp in
-            weight.withUnsafeBufferPointer { gp in
-                bias.withUnsafeBufferPointer { bp in
+        precondition(C % groups == 0, "groupStatistics: \(x.shape) into \(groups) groups")
+        var mean = [Double](repeating: 0, count: B * groups), variance = mean
+        let n = C / groups * S
+        x.withUnsafeBufferPointer { xp in
+            mean.withUnsafeMutableBufferPointer { mp in
+                variance.withUnsafeMutableBufferPointer { vp in
                     let base = xp.baseAddress!
-                    let sc = scale?.scalars, sh = shift?.scalars
                     parallelFor(B * groups) { range in
-                        for bg in range {
-                            let b = bg / groups, g = bg % groups
-                            let p = base + (b * C + g * cpg) * S
-                            let n = cpg * S
-                            var sum = 0.0
+                        for job in range {
+                            var m = Moments()
                             var i = 0
-                            while i < n {
-                                let m = min(n, i + 4096)
-                                var s: Float = 0
-                                var v = SIMD8<Float>.zero
-                                var j = i
-                                while j + 8 <= m { v += UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self); j += 8 }
-                                s = v.sum()
-                                while j < m { s += p[j]; j += 1 }
-                                sum += Double(s)
-                                i = m
-                            }
-                            let mean = sum / Double(n)
-                            var ss = 0.0
-                            let mf = Float(mean)
-                            i = 0
-                            while i < n {
-                                let m = min(n, i + 4096)
-                                var v = SIMD8<Float>.zero
-                                var j = i
-                                while j + 8 <= m { let d = UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self) - mf; v += d * d; j += 8 }
-                                var s = v.sum()
-                                while j < m { let d = p[j] - mf; s += d * d; j += 1 }
-                                ss += Double(s)
-                                i = m
-                            }
-                            let rstd = 1 / (ss / Double(n) + Double(eps)).squareRoot()
-                            for cc in 0..<cpg {
-                                let c = g * cpg + cc
-                                var a = Float(rstd) * gp[c]
-                                var o = bp[c] - Float(mean * rstd) * gp[c]
-                                if let sc, let sh {
-                                    let s1 = 1 + sc[b * C + c]
-                                    a *= s1
-                                    o = o * s1 + sh[b * C + c]
+                            while i < n { let c = min(4096, n - i); m.add(base + job * n + i, c); i += c }
+                            mp[job] = m.mean
+                            vp[job] = m.m2 / Double(max(n, 1))
+                        }
+                    }
+                }
+            }
+        }
+        return GroupStatistics(groups: groups, mean: mean, variance: variance)
+    }
+
+    /// Elementwise a += b over the worker threads, returning the group statistics of the sum
+    /// (computed on each chunk while it is in L1: the next GroupNorm needs no extra read).
+    public static func addReturningStatistics(_ a: inout Tensor, _ b: Tensor, groups: Int) -> GroupStatistics {
+        precondition(a.shape == b.shape, "add: \(a.shape) + \(b.shape)")
+        let B = a.shape[0], C = a.shape[1], S = a.count / max(1, B * C)
+        precondition(C % groups == 0, "addReturningStatistics: \(a.shape) into \(groups) groups")
+        var mean = [Double](repeating: 0, count: B * groups), variance = mean
+        let n = C / groups * S
+        a.withUnsafeMutableBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                mean.withUnsafeMutableBufferPointer { mp in
+                    variance.withUnsafeMutableBufferPointer { vp in
+                        let dst = ap.baseAddress!, src = bp.baseAddress!
+                        parallelFor(B * groups) { range in
+                            for job in range {
+                                var m = Moments()
+                                var i = 0
+                                while i < n {
+                                    let c = min(4096, n - i)
+                                    let o = job * n + i
+                                    addArrays(dst + o, src + o, c)
+                                    m.add(dst + o, c)
+                                    i += c
                                 }
-                                affine(p + cc * S, S, a, o, silu: silu)
+                                mp[job] = m.mean
+                                vp[job] = m.m2 / Double(max(n, 1))
                             }
+                        }
+                    }
+                }
+            }
+        }
+        return GroupStatistics(groups: groups, mean: mean, variance: variance)
+    }
+
+    /// d[i] += s[i].
+    @inline(__always)
+    static func addArrays(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        let dr = UnsafeMutableRawPointer(d), sr = UnsafeRawPointer(s)
+        var j = 0
+        while j + 8 <= n {
+            dr.storeBytes(of: dr.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+                          + sr.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self), toByteOffset: 4 * j, as: SIMD8<Float>.self)
+            j += 8
+        }
+        while j < n { d[j] += s[j]; j += 1 }
+    }
+
+    /// GroupNorm over (B, C, S...) followed, optionally, by `x*(1+scale[b,c]) + shift[b,c]` and SiLU.
+    /// Statistics in Double (pass `stats` when they are known already); in place.
+    public static func groupNorm(_ x: inout Tensor, groups: Int, eps: Float, weight: Tensor, bias: Tensor,
+                                 scale: Tensor? = nil, shift: Tensor? = nil, silu: Bool, stats: GroupStatistics? = nil) {
+        let shape = x.shape
+        x.withUnsafeMutableBufferPointer { xp in
+            normalize(from: UnsafePointer(xp.baseAddress!), to: xp.baseAddress!, shape: shape, groups: groups, eps: eps,
+                      weight: weight, bias: bias, scale: scale, shift: shift, silu: silu, stats: stats)
+        }
+    }
+
+    /// GroupNorm (+ optional SiLU) of `x` into a new tensor: one read of `x` for the statistics (none when
+    /// `stats` is given) and one read and one write for the normalisation.
+    public static func groupNormed(_ x: Tensor, groups: Int, eps: Float, weight: Tensor, bias: Tensor,
+                                   silu: Bool, stats: GroupStatistics? = nil) -> Tensor {
+        var out = Tensor(uninitialized: x.shape)
+        x.withUnsafeBufferPointer { xp in
+            out.withUnsafeMutableBufferPointer { op in
+                normalize(from: xp.baseAddress!, to: op.baseAddress!, shape: x.shape, groups: groups, eps: eps,
+                          weight: weight, bias: bias, scale: nil, shift: nil, silu: silu, stats: stats)
+            }
+        }
+        return out
+    }
+
+    static func normalize(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, shape: [Int], groups: Int, eps: Float,
+                          weight: Tensor, bias: Tensor, scale: Tensor?, shift: Tensor?, silu: Bool, stats: GroupStatistics?) {
+        let B = shape[0], C = shape[1], S = shape.dropFirst(2).reduce(1, *)
+        precondition(C % groups == 0 && weight.count == C && bias.count == C, "groupNorm: \(shape), \(groups) groups, weight \(weight.shape)")
+        precondition(stats == nil || (stats!.groups == groups && stats!.mean.count == B * groups), "groupNorm: statistics for another shape")
+        let cpg = C / groups
+        let sc = scale?.scalars, sh = shift?.scalars
+        weight.withUnsafeBufferPointer { gp in
+            bias.withUnsafeBufferPointer { bp in
+                parallelFor(B * groups) { range in
+                    for bg in range {
+                        let b = bg / groups, g = bg % groups
+                        let offset = (b * C + g * cpg) * S
+                        let mean: Double, variance: Double
+                        if let stats {
+                            mean = stats.mean[bg]; variance = stats.variance[bg]
+                        } else {
+                            var m = Moments()
+                            var i = 0
+                            while i < cpg * S { let c = min(4096, cpg * S - i); m.add(src + offset + i, c); i += c }
+                            mean = m.mean; variance = m.m2 / Double(max(cpg * S, 1))
+                        }
+                        let rstd = 1 / (variance + Double(eps)).squareRoot()
+                        for cc in 0..<cpg {
+                            let c = g * cpg + cc
+                            var a = Float(rstd) * gp[c]
+                            var o = bp[c] - Float(mean * rstd) * gp[c]
+                            if let sc, let sh {
+                                let s1 = 1 + sc[b * C + c]
+                                a *= s1
+                                o = o * s1 + sh[b * C + c]
+                            }
+                            affine(src + offset + cc * S, dst + offset + cc * S, S, a, o, silu: silu)
                         }
                     }
                 }
@@ -346,34 +268,40 @@ public enum NetworkOps {
         }
     }
 
-    /// p[i] = act(p[i] * a + o).
+    /// dst[i] = act(src[i] * a + o); `dst` may be `src`.
     @inline(__always)
-    static func affine(_ p: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ o: Float, silu: Bool) {
+    static func affine(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ o: Float, silu: Bool) {
         var j = 0
-        let raw = UnsafeMutableRawPointer(p)
+        let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
         if silu {
             while j + 8 <= n {
-                let v = (raw + 4 * j).loadUnaligned(as: SIMD8<Float>.self) * a + o
-                (raw + 4 * j).storeBytes(of: v / (1 + fastExp(-v)), as: SIMD8<Float>.self)
+                let v = s.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) * a + o
+                d.storeBytes(of: v / (1 + fastExp(-v)), toByteOffset: 4 * j, as: SIMD8<Float>.self)
                 j += 8
             }
-            while j < n { let v = p[j] * a + o; p[j] = v / (1 + Foundation.exp(-v)); j += 1 }
+            while j < n { let v = src[j] * a + o; dst[j] = v / (1 + Foundation.exp(-v)); j += 1 }
         } else {
             while j + 8 <= n {
-                let v = (raw + 4 * j).loadUnaligned(as: SIMD8<Float>.self) * a + o
-                (raw + 4 * j).storeBytes(of: v, as: SIMD8<Float>.self)
+                let v = s.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) * a + o
+                d.storeBytes(of: v, toByteOffset: 4 * j, as: SIMD8<Float>.self)
                 j += 8
             }
-            while j < n { p[j] = p[j] * a + o; j += 1 }
+            while j < n { dst[j] = src[j] * a + o; j += 1 }
         }
     }
 
-    /// exp for 8 lanes (Cephes polynomial, about 1 ulp); inputs clamped to ±88.
+    /// exp for 8 lanes (Cephes polynomial, max relative error 8e-8 over the range); inputs clamped to [−87.3, 88.3].
+    /// n = round(x·log2 e) comes from adding 1.5·2²³ + 127 (the float's low mantissa bits then hold
+    /// n + 127, shifted into the exponent for 2ⁿ): no `round` call, which baseline x86-64 (SSE2) lacks.
     @inline(__always)
     public static func fastExp(_ x0: SIMD8<Float>) -> SIMD8<Float> {
-        var x = x0.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
-        var fx = x * 1.44269504088896341 + 0.5
-        fx.round(.down)
+        // Clamp with compare+select (`clamped`/`pointwiseMin` compile to scalar calls here; this is minps/maxps).
+        let lo = SIMD8<Float>(repeating: -87.3), hi = SIMD8<Float>(repeating: 88.3)
+        var x = x0.replacing(with: lo, where: x0 .< lo)
+        x.replace(with: hi, where: x .> hi)
+        let magic: Float = 12_583_039   // 1.5·2²³ + 127
+        let t = x * 1.44269504088896341 + magic
+        let fx = t - magic
         x = x - fx * 0.693359375 + fx * 2.12194440e-4
         let z = x * x
         var y: SIMD8<Float> = SIMD8(repeating: 1.9875691500E-4)
@@ -383,9 +311,7 @@ public enum NetworkOps {
         y = y * x + 1.6666665459E-1
         y = y * x + 5.0000001201E-1
         y = y * z + x + 1
-        // 2^fx by building the exponent bits: fx + 127 + 2^23 holds fx + 127 in its low mantissa bits.
-        let biased = unsafeBitCast(fx + 8_388_735, to: SIMD8<UInt32>.self) & 0x7FFFFF
-        let pow2 = unsafeBitCast(biased &<< 23, to: SIMD8<Float>.self)
+        let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD8<UInt32>.self) &<< 23, to: SIMD8<Float>.self)
         return y * pow2
     }
 
@@ -395,7 +321,7 @@ public enum NetworkOps {
             let base = p.baseAddress!, n = p.count
             parallelFor(n / 4096 + 1) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
-                if hi > lo { affine(base + lo, hi - lo, 1, 0, silu: true) }
+                if hi > lo { affine(base + lo, base + lo, hi - lo, 1, 0, silu: true) }
             }
         }
     }
@@ -434,54 +360,18 @@ public enum NetworkOps {
         return out
     }
 
-    /// Elementwise a += b.
+    /// Elementwise a += b (`Tensor.add`).
     public static func add(_ a: inout Tensor, _ b: Tensor) {
-        precondition(a.count == b.count, "add: \(a.shape) + \(b.shape)")
-        a.withUnsafeMutableBufferPointer { ap in
-            b.withUnsafeBufferPointer { bp in
-                cblas_saxpy(Int32(ap.count), 1, bp.baseAddress!, 1, ap.baseAddress!, 1)
-            }
-        }
+        a.add(b)
     }
 
-    /// Concatenation along the channel axis (axis 1) of tensors with equal other dimensions.
+    /// Concatenation along the channel axis (`Tensor.concat`).
     public static func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
-        let B = a.shape[0]
-        precondition(b.shape[0] == B && Array(a.shape.dropFirst(2)) == Array(b.shape.dropFirst(2)), "concat: \(a.shape) and \(b.shape)")
-        let sa = a.count / B, sb = b.count / B
-        var shape = a.shape
-        shape[1] += b.shape[1]
-        var out = Tensor(uninitialized: shape)
-        out.withUnsafeMutableBufferPointer { op in
-            a.withUnsafeBufferPointer { ap in
-                b.withUnsafeBufferPointer { bp in
-                    for i in 0..<B {
-                        (op.baseAddress! + i * (sa + sb)).update(from: ap.baseAddress! + i * sa, count: sa)
-                        (op.baseAddress! + i * (sa + sb) + sa).update(from: bp.baseAddress! + i * sb, count: sb)
-                    }
-                }
-            }
-        }
-        return out
+        Tensor.concat([a, b], axis: 1)
     }
 
-    /// y = x Wᵀ + b for x (N, in), W (out, in).
+    /// y = x Wᵀ + b for x (N, in), W (out, in) (`Tensor.linear`).
     public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        let N = x.count / x.shape.last!, I = x.shape.last!, O = weight.shape[0]
-        precondition(weight.shape == [O, I], "linear: input \(x.shape), weight \(weight.shape)")
-        var out = Tensor(zeros: Array(x.shape.dropLast()) + [O])
-        x.withUnsafeBufferPointer { xp in
-            weight.withUnsafeBufferPointer { wp in
-                out.withUnsafeMutableBufferPointer { op in
-                    sgemm(transA: false, transB: true, M: N, N: O, K: I, A: xp.baseAddress!, lda: I,
-                          B: wp.baseAddress!, ldb: I, beta: 0, C: op.baseAddress!, ldc: O)
-                    if let bias {
-                        let bs = bias.scalars
-                        for n in 0..<N { for o in 0..<O { op[n * O + o] += bs[o] } }
-                    }
-                }
-            }
-        }
-        return out
+        x.linear(weight: weight, bias: bias)
     }
 }

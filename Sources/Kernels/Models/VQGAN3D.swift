@@ -33,12 +33,12 @@ public struct SamePadConvTranspose3d {
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let padded = NetworkOps.replicatePad(x, front: [1, 1, 1], back: [1, 1, 1])
-        return NetworkOps.convTranspose3d(padded, weight: weight, bias: bias, stride: [2, 2, 2], padding: [3, 3, 3])
+        x.padded(.uniform(1, mode: .replicate)).convTranspose3d(weight: weight, bias: bias, stride: [2, 2, 2], padding: [3, 3, 3])
     }
 }
 
-/// GroupNorm(32, eps 1e-6) with affine weights, as `Normalize` in the reference.
+/// GroupNorm(32, eps 1e-6) with affine weights, as `Normalize` in the reference, always followed by
+/// SiLU in the VQ-GAN.
 public struct GroupNorm32 {
     public let weight: Tensor
     public let bias: Tensor
@@ -46,8 +46,13 @@ public struct GroupNorm32 {
         weight = try sd.tensor(prefix + "weight", shape: [channels])
         bias = try sd.tensor(prefix + "bias", shape: [channels])
     }
-    func apply(_ x: inout Tensor, silu: Bool) {
-        NetworkOps.groupNorm(&x, groups: 32, eps: 1e-6, weight: weight, bias: bias, silu: silu)
+    /// SiLU(GN(x)) in place; `stats` are x's group statistics when already known.
+    func apply(_ x: inout Tensor, stats: NetworkOps.GroupStatistics? = nil) {
+        NetworkOps.groupNorm(&x, groups: 32, eps: 1e-6, weight: weight, bias: bias, silu: true, stats: stats)
+    }
+    /// SiLU(GN(x)) into a new tensor (x is kept for the residual).
+    func callAsFunction(_ x: Tensor, stats: NetworkOps.GroupStatistics? = nil) -> Tensor {
+        NetworkOps.groupNormed(x, groups: 32, eps: 1e-6, weight: weight, bias: bias, silu: true, stats: stats)
     }
 }
 
@@ -60,14 +65,24 @@ public struct VQResBlock {
         norm2 = try GroupNorm32(sd, prefix + "norm2.", channels: c)
         conv2 = try SamePadConv3d(sd, prefix + "conv2.", cin: c, cout: c, kernel: 3)
     }
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        var h = x
-        norm1.apply(&h, silu: true)
+    public func callAsFunction(_ x: Tensor) -> Tensor { forward(x, stats: nil, tap: nil).output }
+
+    /// The block on x (whose GroupNorm(32) statistics may be known already), returning the output and
+    /// its GroupNorm(32) statistics (computed in the residual-add pass, for the next block's norm1).
+    /// `tap(op, tensor)` sees each op's output (profiling).
+    func forward(_ x: Tensor, stats: NetworkOps.GroupStatistics?, tap: ((String, Tensor) -> Void)?)
+        -> (output: Tensor, stats: NetworkOps.GroupStatistics) {
+        var h = norm1(x, stats: stats)
+        tap?("norm1", h)
         h = conv1(h)
-        norm2.apply(&h, silu: true)
+        tap?("conv1", h)
+        norm2.apply(&h)
+        tap?("norm2", h)
         h = conv2(h)
-        NetworkOps.add(&h, x)
-        return h
+        tap?("conv2", h)
+        let out = NetworkOps.addReturningStatistics(&h, x, groups: 32)
+        tap?("add", h)
+        return (h, out)
     }
 }
 
@@ -100,6 +115,8 @@ public final class VQGAN3D {
     /// Codebook (codes, dim), its squared norms, and its scalar min/max (latent normalisation).
     public let codebook: Tensor
     let codebookNorms: [Float]
+    /// [−2e, ‖e‖²] per code (codes × (dim + 1)): the snap's GEMM operand, built once.
+    let codebookAugmented: [Float]
     public let codebookMin: Float
     public let codebookMax: Float
 
@@ -159,91 +176,203 @@ public final class VQGAN3D {
             norms[c] = s
         }
         codebookNorms = norms
+        let k = a.embeddingDim + 1
+        var augmented = [Float](repeating: 0, count: a.codes * k)
+        for c in 0..<a.codes {
+            for d in 0..<a.embeddingDim { augmented[c * k + d] = -2 * cbv[c * a.embeddingDim + d] }
+            augmented[c * k + a.embeddingDim] = norms[c]
+        }
+        codebookAugmented = augmented
     }
 
     /// Intermediate activations of the encoder, for golden checks (names as in golden.safetensors).
     public typealias Taps = (String, Tensor) -> Void
 
     /// The unquantised latent `pre_vq_conv(encoder(x))`, x (B, C, D, H, W) with sides divisible by 2^levels.
+    /// `taps` sees the block outputs named as in golden.safetensors, and also every op inside the
+    /// residual blocks (`block0.res.conv1`, …; for profiling).
     public func encode(_ x: Tensor, taps: Taps? = nil) -> Tensor {
         precondition(x.rank == 5 && x.shape[1] == architecture.imageChannels, "VQGAN encode: input \(x.shape)")
         var h = convFirst(x)
         taps?("conv_first", h)
+        var stats: NetworkOps.GroupStatistics? = nil
         for i in 0..<encDown.count {
             h = encDown[i](h)
             taps?("block\(i).down", h)
-            h = encRes[i](h)
+            (h, stats) = encRes[i].forward(h, stats: nil, tap: taps.map { t in { t("block\(i).res.\($0)", $1) } })
             taps?("block\(i).res", h)
         }
-        encFinal.apply(&h, silu: true)
+        encFinal.apply(&h, stats: stats)
         taps?("final_block", h)
-        return preVQ(h)
+        let z = preVQ(h)
+        taps?("pre_vq_conv", z)
+        return z
     }
 
-    /// Nearest codebook entry of each latent vector: argmin ‖z‖² − 2 z·e + ‖e‖², one GEMM per row block.
+    /// Snap tiling (`tumorbench networks snap-variants` compares them): true (default) = each worker
+    /// runs single-threaded GEMMs on its own row tiles; false = this thread issues each tile's GEMM
+    /// with OpenBLAS's threads and the tile's rows are split over the workers for the argmin (2–6×
+    /// slower here: a thread hand-off per small GEMM). Tiles of 1024 rows × 256 codes (1 MiB of
+    /// products per worker, in its L2) measured fastest.
+    nonisolated(unsafe) public static var snapWorkerGEMM = true
+    nonisolated(unsafe) public static var snapTileRows = 1024
+    nonisolated(unsafe) public static var snapTileCodes = 256
+
+    /// Nearest codebook entry of each latent vector, as the reference's
+    /// `argmin((‖z‖² − 2 z·e) + ‖e‖²)` with the first index on ties (`torch.argmin`).
+    ///
+    /// One GEMM per (tile of rows × tile of codes) with the norms folded in: [z, 1]·[−2e, ‖e‖²]ᵀ gives
+    /// ‖e‖² − 2 z·e directly (the augmented codebook is built once per model). Tiles are small enough
+    /// for the products to stay in L2 while a SIMD pass takes each row's minimum; only codes within
+    /// a few ulps of the running minimum are then re-scored with the reference's exact expression,
+    /// so near-ties resolve as the reference's formula does, and exact ties to the lowest index.
     /// Returns indices (B, D, H, W) as Int32.
     public func quantize(_ z: Tensor) -> [Int32] {
         let B = z.shape[0], C = z.shape[1], S = z.count / (B * C)
         precondition(C == architecture.embeddingDim, "quantize: latent \(z.shape) for embedding dim \(architecture.embeddingDim)")
-        let codes = architecture.codes
-        var indices = [Int32](repeating: 0, count: B * S)
-        // Rows (b, s) as vectors of C: gather to (N, C).
-        var flat = [Float](repeating: 0, count: B * S * C)
+        let codes = architecture.codes, N = B * S, K = C + 1
+        var indices = [Int32](repeating: 0, count: N)
+        // Rows (b, s) as [z, 1], and ‖z‖².
+        var rows = [Float](repeating: 1, count: N * K)
+        var zz = [Float](repeating: 0, count: N)
         z.withUnsafeBufferPointer { zp in
-            for b in 0..<B { for c in 0..<C { for s in 0..<S { flat[(b * S + s) * C + c] = zp[(b * C + c) * S + s] } } }
+            for b in 0..<B { for c in 0..<C { for s in 0..<S { rows[(b * S + s) * K + c] = zp[(b * C + c) * S + s] } } }
         }
-        let rowsPerBlock = 256
-        let blocks = (B * S + rowsPerBlock - 1) / rowsPerBlock
-        flat.withUnsafeBufferPointer { fp in
-            codebook.withUnsafeBufferPointer { ep in
-                codebookNorms.withUnsafeBufferPointer { nb in
-                indices.withUnsafeMutableBufferPointer { ip in
-                    let ipBase = ip.baseAddress!
-                    NetworkOps.parallelFor(blocks) { range in
-                        var dots = [Float](repeating: 0, count: rowsPerBlock * codes)
-                        for blk in range {
-                            let r0 = blk * rowsPerBlock, nr = min(rowsPerBlock, B * S - r0)
-                            dots.withUnsafeMutableBufferPointer { dp in
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nr), Int32(codes), Int32(C), 1,
-                                            fp.baseAddress! + r0 * C, Int32(C), ep.baseAddress!, Int32(C), 0, dp.baseAddress!, Int32(codes))
-                                for r in 0..<nr {
-                                    var zz: Float = 0
-                                    for c in 0..<C { zz += fp[(r0 + r) * C + c] * fp[(r0 + r) * C + c] }
-                                    let row = UnsafeRawPointer(dp.baseAddress! + r * codes)
-                                    let norms = UnsafeRawPointer(nb.baseAddress!)
-                                    // argmin of (‖z‖² − 2 z·e) + ‖e‖², first index on ties, 8 lanes at a time.
-                                    var bestV = SIMD8<Float>(repeating: .infinity)
-                                    var bestI = SIMD8<Int32>(repeating: 0)
-                                    var lane = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
-                                    var k = 0
-                                    while k + 8 <= codes {
-                                        let d = (zz - 2 * row.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self))
-                                            + norms.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self)
-                                        let better = d .< bestV
-                                        bestV.replace(with: d, where: better)
-                                        bestI.replace(with: lane, where: better)
-                                        lane &+= 8
-                                        k += 8
-                                    }
-                                    var best = Float.infinity, bi = Int.max
-                                    for l in 0..<8 where bestV[l] < best || (bestV[l] == best && Int(bestI[l]) < bi) {
-                                        best = bestV[l]; bi = Int(bestI[l])
-                                    }
-                                    while k < codes {
-                                        let d = (zz - 2 * row.load(fromByteOffset: 4 * k, as: Float.self)) + norms.load(fromByteOffset: 4 * k, as: Float.self)
-                                        if d < best { best = d; bi = k }
-                                        k += 1
-                                    }
-                                    ipBase[r0 + r] = Int32(bi)
-                                }
+        for r in 0..<N { var q: Float = 0; for c in 0..<C { q += rows[r * K + c] * rows[r * K + c] }; zz[r] = q }
+        let tileRows = max(1, VQGAN3D.snapTileRows), tileCodes = max(8, min(codes, VQGAN3D.snapTileCodes))
+        let tiles = (N + tileRows - 1) / tileRows
+        let maxNorm = codebookNorms.max() ?? 0
+        rows.withUnsafeBufferPointer { rp in
+        zz.withUnsafeBufferPointer { zp in
+        codebook.withUnsafeBufferPointer { ep in
+        codebookAugmented.withUnsafeBufferPointer { ap in
+        codebookNorms.withUnsafeBufferPointer { nb in
+        indices.withUnsafeMutableBufferPointer { ip in
+            let snap = Snap(rows: rp.baseAddress!, zz: zp.baseAddress!, codebook: ep.baseAddress!, augmented: ap.baseAddress!,
+                            norms: nb.baseAddress!, maxNorm: maxNorm, dim: C, codes: codes, out: ip.baseAddress!)
+            if VQGAN3D.snapWorkerGEMM {
+                let workers = min(NetworkOps.threads, tiles)
+                let saved = BLASThreads.count
+                if workers > 1 { BLASThreads.count = 1 }
+                defer { if workers > 1 { BLASThreads.count = saved } }
+                NetworkOps.parallelFor(tiles) { range in
+                    var state = Snap.State(rows: tileRows, codes: tileCodes)
+                    for t in range {
+                        let r0 = t * tileRows
+                        snap.rowTile(r0..<min(N, r0 + tileRows), tileCodes: tileCodes, state: &state, parallel: false)
+                    }
+                }
+            } else {
+                var state = Snap.State(rows: tileRows, codes: tileCodes)
+                for t in 0..<tiles {
+                    let r0 = t * tileRows
+                    snap.rowTile(r0..<min(N, r0 + tileRows), tileCodes: tileCodes, state: &state, parallel: true)
+                }
+            }
+        }}}}}}
+        return indices
+    }
+
+    /// The codebook snap's inner loops (see `quantize`).
+    struct Snap {
+        let rows: UnsafePointer<Float>, zz: UnsafePointer<Float>, codebook: UnsafePointer<Float>
+        let augmented: UnsafePointer<Float>, norms: UnsafePointer<Float>, maxNorm: Float
+        let dim: Int, codes: Int
+        let out: UnsafeMutablePointer<Int32>
+
+        /// Per-worker buffers: the products of one tile, and each row's running minimum and best code.
+        struct State {
+            var products: [Float], runningMin: [Float], bestValue: [Float], bestIndex: [Int32]
+            init(rows: Int, codes: Int) {
+                products = [Float](repeating: 0, count: rows * codes)
+                runningMin = [Float](repeating: 0, count: rows)
+                bestValue = runningMin
+                bestIndex = [Int32](repeating: 0, count: rows)
+            }
+        }
+
+        /// The reference's distance of row r to code k: (‖z‖² − 2 z·e) + ‖e‖².
+        @inline(__always)
+        func exactDistance(_ r: Int, _ k: Int) -> Float {
+            var dot: Float = 0
+            for c in 0..<dim { dot += rows[r * (dim + 1) + c] * codebook[k * dim + c] }
+            return (zz[r] - 2 * dot) + norms[k]
+        }
+
+        func rowTile(_ range: Range<Int>, tileCodes: Int, state: inout State, parallel: Bool) {
+            let nr = range.count, K = dim + 1
+            state.products.withUnsafeMutableBufferPointer { pp in
+            state.runningMin.withUnsafeMutableBufferPointer { rm in
+            state.bestValue.withUnsafeMutableBufferPointer { bv in
+            state.bestIndex.withUnsafeMutableBufferPointer { bi in
+                let products = pp.baseAddress!
+                let rm = rm.baseAddress!, bv = bv.baseAddress!, bi = bi.baseAddress!
+                for r in 0..<nr { rm[r] = .infinity; bv[r] = .infinity; bi[r] = 0 }
+                var c0 = 0
+                while c0 < codes {
+                    let nc = min(tileCodes, codes - c0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nr), Int32(nc), Int32(K), 1,
+                                rows + range.lowerBound * K, Int32(K), augmented + c0 * K, Int32(K), 0, products, Int32(nc))
+                    let body = { (sub: Range<Int>) in
+                        for r in sub {
+                            let row = products + r * nc
+                            let m = VQGAN3D.minimum(row, nc)
+                            // Codes whose reference distance may tie or beat the best so far lie within the
+                            // rounding error of both expressions (≲ (K + 2)·ε·(‖z‖² + 2‖e‖²) each) of the
+                            // running minimum of the folded values.
+                            let lowest = min(rm[r], m)
+                            let slack = 32 * Float.ulpOfOne * (self.zz[range.lowerBound + r] + 2 * self.maxNorm + abs(lowest))
+                            if m > rm[r] + slack { continue }
+                            rm[r] = lowest
+                            VQGAN3D.forEach(row, nc, atMost: lowest + slack) { k in
+                                let d = self.exactDistance(range.lowerBound + r, c0 + k)
+                                if d < bv[r] { bv[r] = d; bi[r] = Int32(c0 + k) }
                             }
                         }
                     }
+                    if parallel { NetworkOps.parallelFor(nr, body) } else { body(0..<nr) }
+                    c0 += nc
                 }
-                }
-            }
+                for r in 0..<nr { out[range.lowerBound + r] = bi[r] }
+            }}}}
         }
-        return indices
+    }
+
+    /// The smallest of p[0..<n] (compare-and-select, which compiles to `minps`).
+    @inline(__always)
+    static func minimum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+        let raw = UnsafeRawPointer(p)
+        var m0 = SIMD8<Float>(repeating: .infinity), m1 = m0
+        var k = 0
+        while k + 16 <= n {
+            let v0 = raw.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self)
+            let v1 = raw.loadUnaligned(fromByteOffset: 4 * k + 32, as: SIMD8<Float>.self)
+            m0.replace(with: v0, where: v0 .< m0)
+            m1.replace(with: v1, where: v1 .< m1)
+            k += 16
+        }
+        m0.replace(with: m1, where: m1 .< m0)
+        // Horizontal minimum by halves (`SIMD.min()` is a generic scalar loop here).
+        var h = m0.lowHalf
+        h.replace(with: m0.highHalf, where: m0.highHalf .< h)
+        var q = h.lowHalf
+        q.replace(with: h.highHalf, where: h.highHalf .< q)
+        var m = Swift.min(q[0], q[1])
+        while k < n { m = Swift.min(m, p[k]); k += 1 }
+        return m
+    }
+
+    /// Calls `body(k)` in increasing k for every p[k] ≤ threshold.
+    @inline(__always)
+    static func forEach(_ p: UnsafePointer<Float>, _ n: Int, atMost threshold: Float, _ body: (Int) -> Void) {
+        let raw = UnsafeRawPointer(p), t = SIMD8<Float>(repeating: threshold)
+        var k = 0
+        while k + 8 <= n {
+            let hit = raw.loadUnaligned(fromByteOffset: 4 * k, as: SIMD8<Float>.self) .<= t
+            if any(hit) { for l in 0..<8 where hit[l] { body(k + l) } }
+            k += 8
+        }
+        while k < n { if p[k] <= threshold { body(k) }; k += 1 }
     }
 
     /// Codebook vectors for indices, as a latent (B, C, D, H, W).
@@ -262,26 +391,32 @@ public final class VQGAN3D {
     }
 
     /// decode(z, quantize: true) of the reference: snap to the codebook, post_vq_conv, decoder.
+    /// `taps` sees the block outputs named as in golden.safetensors, and also the snap (`quantize`),
+    /// every op inside the residual blocks (`block0.res1.conv1`, …) and `conv_last` (for profiling).
     public func decode(_ z: Tensor, quantize: Bool = true, taps: Taps? = nil) -> Tensor {
         let latent: Tensor
         if quantize {
             let idx = self.quantize(z)
             latent = embed(idx, shape: [z.shape[0]] + Array(z.shape.dropFirst(2)))
+            taps?("quantize", latent)
         } else {
             latent = z
         }
         var h = postVQ(latent)
         taps?("post_vq_conv", h)
-        decFinal.apply(&h, silu: true)
+        decFinal.apply(&h)
         taps?("final_block", h)
+        var stats: NetworkOps.GroupStatistics? = nil
         for i in 0..<decUp.count {
             h = decUp[i](h)
             taps?("block\(i).up", h)
-            h = decRes1[i](h)
+            (h, stats) = decRes1[i].forward(h, stats: nil, tap: taps.map { t in { t("block\(i).res1.\($0)", $1) } })
             taps?("block\(i).res1", h)
-            h = decRes2[i](h)
+            (h, stats) = decRes2[i].forward(h, stats: stats, tap: taps.map { t in { t("block\(i).res2.\($0)", $1) } })
             taps?("block\(i).res2", h)
         }
-        return convLast(h)
+        let out = convLast(h)
+        taps?("conv_last", out)
+        return out
     }
 }
