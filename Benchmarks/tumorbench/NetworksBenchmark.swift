@@ -84,7 +84,7 @@ enum NetworksBenchmark {
         if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
 
         if heapReuse { heapReuse = NetworkOps.reuseLargeAllocations() }
-        NetworkOps.threads = ProcessInfo.processInfo.activeProcessorCount
+        KernelContext.threads = ProcessInfo.processInfo.activeProcessorCount
         if let kt = kernelThreads { KernelContext.threads = kt }
         BLASThreads.count = blasThreads
         let engine = try DiffTumorEngine(autoencoderPath: dir + "/autoencoder.ckpt", earlyPath: dir + "/diffusion_early.pt",
@@ -145,7 +145,7 @@ enum NetworksBenchmark {
         if selected.contains("unet-profile") {
             UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)
         }
-        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(NetworkOps.threads), kernel threads \(KernelContext.threads), AVX-512 convs \(KernelContext.useAVX512), heap reuse \(heapReuse); load average \(loadAverage())")
+        print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS core \(BLASCoreType.current), threads \(BLASThreads.count), op threads \(KernelContext.threads), AVX-512 convs \(KernelContext.useAVX512), heap reuse \(heapReuse); load average \(loadAverage())")
         let gemm = sgemmGFLOPs(runs: 10)
         print(String(format: "sgemm 1024^3 baseline: %.1f GFLOP/s", gemm))
         fflush(stdout)

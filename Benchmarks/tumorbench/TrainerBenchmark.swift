@@ -15,8 +15,6 @@ enum TrainerBenchmark {
         }
         let size = opt("--size", 96), runs = opt("--runs", 10), threads = opt("--threads", 2), batch = opt("--batch", 1)
         BLASCoreType.reexecIfUnrecognised()
-        BLASThreads.count = threads
-        AutogradParallel.threads = threads
         KernelContext.threads = threads
         ConvGeometry.useKernelsTransposedGradient = args.contains("--transposed-dx")
         let host = ProcessInfo.processInfo.hostName

@@ -21,8 +21,7 @@ enum TrainerLearningRun {
         let lr = Double(opt("--lr", "1e-3"))!
         let alwaysTumor = args.contains("--always-tumor")
         BLASCoreType.reexecIfUnrecognised()
-        BLASThreads.count = 2
-        AutogradParallel.threads = 2
+        KernelContext.threads = 2
         let config = TrainerConfig(unet: UNetConfig(channels: channels, strides: Array(repeating: 2, count: channels.count - 1)),
                                    schedule: LRSchedule(baseLR: lr, warmupSteps: 20, totalSteps: steps), seed: 7)
         let trainer: SegmentationTrainer

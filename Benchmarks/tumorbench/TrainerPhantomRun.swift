@@ -38,8 +38,6 @@ enum TrainerPhantomRun {
         let saveEvery = Int(opt("--save-every", "200"))!, logEvery = Int(opt("--log-every", "25"))!
         let saveDir = args.firstIndex(of: "--save").flatMap { $0 + 1 < args.count ? URL(fileURLWithPath: args[$0 + 1]) : nil }
         BLASCoreType.reexecIfUnrecognised()
-        BLASThreads.count = 2
-        AutogradParallel.threads = 2
         KernelContext.threads = 2
         print("phantom learning run: UNet \(channels), patch \(patch)³, batch \(batch), \(steps) steps, lr \(lr), "
               + "\(realScans) real-tumor + \(healthyScans) healthy training scans, \(heldOutCount) held-out scans \(shape)")

@@ -50,7 +50,7 @@ extension TumorD.Model {
         func run() throws {
             if let threads {
                 // Workers split the GEMMs themselves; OpenBLAS stays single-threaded (no spinning threads).
-                NetworkOps.threads = max(1, threads)
+                KernelContext.threads = max(1, threads)
                 BLASThreads.count = 1
             }
             let inputs = try Safetensors.read(path: input)

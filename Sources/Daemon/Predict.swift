@@ -39,8 +39,7 @@ struct SegmentationModelOptions: ParsableArguments {
     }
 
     func load() throws -> Segmenter {
-        BLASThreads.count = threads
-        AutogradParallel.threads = threads
+        KernelContext.threads = threads
         let unet = try SegmentationModelLoader.load(model)
         guard roi % unet.config.sizeMultiple == 0 else {
             throw ValidationError("--roi \(roi) must be a multiple of \(unet.config.sizeMultiple) for this U-Net")

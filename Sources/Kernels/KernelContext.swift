@@ -1,10 +1,13 @@
 import KernelsAVX512
 import Dispatch
+import Foundation
 
 /// The thread budget of the kernels in this process: OpenBLAS threads and the chunk count of
-/// our own parallel loops. A stage sets it once (`KernelContext.threads = 2`); both follow.
+/// our own parallel loops (networks and autograd included). It starts at the number of active
+/// cores, like OpenBLAS's own default; a stage sets its budget once (`KernelContext.threads = 2`)
+/// and both follow.
 public enum KernelContext {
-    nonisolated(unsafe) private static var _threads: Int = 1
+    nonisolated(unsafe) private static var _threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Threads used by OpenBLAS and by `parallelFor`. Setting it also sets `BLASThreads.count`.
     public static var threads: Int {

@@ -39,9 +39,15 @@ public struct StatusLine {
         }
         var line = "[\(pad(fixed(elapsed, 1), 7))s] " + parts.joined(separator: " | ")
         for stage in current {
-            for g in stage.snapshot.gauges { line += " | \(g.name) \(fixed(g.value, 4))" }
+            for g in stage.snapshot.gauges { line += " | \(g.name) \(gaugeValue(g.value))" }
         }
         return line
+    }
+
+    /// Counts such as the trainer's step print as integers; measurements keep four decimals.
+    static func gaugeValue(_ v: Double) -> String {
+        if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
+        return fixed(v, 4)
     }
 
     static func fixed(_ v: Double, _ digits: Int) -> String {

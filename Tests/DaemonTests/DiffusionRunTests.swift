@@ -34,19 +34,13 @@ final class DiffusionRunTests: XCTestCase {
 
         """
         let path = try TestConfigs.write(config, in: dir)
-        let run = try TumordProcess(["run", "--config", path, "--max-patches", "1"], name: "run", currentDirectory: dir)
-        // The cropper's tap keeps the patch as it was before synthesis. The cropper holds the patch
-        // 4 s before emitting; subscribe once the graph's sockets are bound (the idle writer answers
-        // status; the cropper cannot while it holds the patch), well before.
-        var bound = false
-        for _ in 0..<40 where !bound {
-            bound = (try? TumordBinary.run(["status", "tcp://127.0.0.1:\(base + 41)", "--timeout", "1"]))?.status == 0
-            if !bound { usleep(100_000) }
-        }
-        XCTAssertTrue(bound, "the writer answers status")
+        // The cropper's tap keeps the patch as it was before synthesis. The tap connects first
+        // (ZeroMQ retries the connection until the run binds the endpoint), and the cropper holds
+        // the patch 4 s before emitting, so the subscription is in place before the patch passes.
         let before = dir.appendingPathComponent("before")
         let tap = try TumordProcess(["tap", "tcp://127.0.0.1:\(base + 21)", "--count", "1", "--save", before.path,
                                      "--timeout", "120"], name: "tap")
+        let run = try TumordProcess(["run", "--config", path, "--max-patches", "1"], name: "run", currentDirectory: dir)
         XCTAssertEqual(run.wait(timeout: 240), 0, "tumord run exits 0:\n\(run.stdout)\n\(run.stderr)")
         XCTAssertEqual(tap.wait(timeout: 30), 0, "tap:\n\(tap.stdout)\n\(tap.stderr)\nrun:\n\(run.stdout)")
         let total = run.summary("total")

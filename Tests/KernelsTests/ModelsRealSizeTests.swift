@@ -238,10 +238,10 @@ final class ModelsRealSizeTests: XCTestCase {
 /// against the goldens: the VQ-GAN round trip and the UNet at t=2.
 final class ModelsWorkerModeTests: XCTestCase {
     func testWorkerGEMMModeMatchesGoldens() throws {
-        let saved = (BLASThreads.count, NetworkOps.threads)
+        let saved = (BLASThreads.count, KernelContext.threads)
         BLASThreads.count = 1
-        NetworkOps.threads = 2
-        defer { BLASThreads.count = saved.0; NetworkOps.threads = saved.1 }
+        KernelContext.threads = 2
+        defer { BLASThreads.count = saved.0; KernelContext.threads = saved.1 }
         let g = try Fixtures.golden
         let vq = try VQGAN3D(stateDict: try TorchCheckpoint(path: Fixtures.difftumor("autoencoder.ckpt")).modelStateDict())
         assertClose(vq.encode(try g.tensor("vqgan.encode.input")), try g.tensor("vqgan.encode.output"), rel: 1e-5, "encode (workers)")

@@ -19,6 +19,12 @@ final class StatusLineTests: XCTestCase {
         XCTAssertEqual(line, "[   12.0s] loader 10.0/s blk 50% | trainer 9.0/s q5 rej 1 done 24 | loss 0.5313")
     }
 
+    func testWholeGaugesPrintAsIntegers() {
+        let now = [snapshot("trainer", received: 12, emitted: 12, gauges: [("step", 12), ("loss", 0.5), ("synthetic_share", 0.25)])]
+        let line = StatusLine.format(elapsed: 12, interval: 2, previous: nil, current: now, queueDepths: false)
+        XCTAssertTrue(line.hasSuffix(" | step 12 | loss 0.5000 | synthetic_share 0.2500"), line)
+    }
+
     func testSnapshotSeparatesBadMessagesFromRejectedPatches() {
         let s = snapshot("x", received: 5, emitted: 3, rejected: [("malformed", 2), ("no-organ", 1), ("truncated", 1)])
         XCTAssertEqual(s.snapshot.rejected, 4)

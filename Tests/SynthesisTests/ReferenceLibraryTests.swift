@@ -45,19 +45,3 @@ final class ReferenceLibraryTests: XCTestCase {
         }
     }
 }
-
-/// The Synthesis module's row-wise Gaussian filter against the Kernels module's
-/// `Tensor.gaussianFilter` (both scipy semantics; Synthesis keeps its own for speed, see
-/// Benchmarks/results/synthesis.md).
-final class GaussianAgreementTests: XCTestCase {
-    func testAgreesWithKernels() {
-        var rng = SynthRandom(seed: 3)
-        let size = GridSize(23, 17, 29)
-        let values = (0..<size.count).map { _ in rng.uniformFloat() }
-        for sigma in [0.7, 2.0, 4.0] {
-            let ours = GaussianBlur.filter(values, size: size, sigma: sigma)
-            let theirs = Tensor(shape: size.dims, data: values).gaussianFilter(sigma: [sigma, sigma, sigma]).scalars
-            XCTAssertLessThan(zip(ours, theirs).map { abs($0 - $1) }.max()!, 1e-6, "sigma \(sigma)")
-        }
-    }
-}

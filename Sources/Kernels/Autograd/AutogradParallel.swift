@@ -1,12 +1,10 @@
 import Dispatch
 
-/// Parallel loops of the backward kernels: `forEach(n)` splits 0..<n into `threads` contiguous
-/// chunks run concurrently; `body` must write disjoint memory for distinct indices.
+/// Parallel loops of the backward kernels: `forEach(n)` splits 0..<n into `KernelContext.threads`
+/// contiguous chunks run concurrently; `body` must write disjoint memory for distinct indices.
 public enum AutogradParallel {
-    nonisolated(unsafe) public static var threads: Int = 2
-
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-        let chunks = min(threads, count)
+        let chunks = min(KernelContext.threads, count)
         if chunks <= 1 { for i in 0..<count { body(i) }; return }
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
             for i in (count * c / chunks)..<(count * (c + 1) / chunks) { body(i) }

@@ -61,7 +61,7 @@ public enum AttentionOps {
                                  rotary: Rotary?, bias: [Float]?) {
         let hidden = heads * dimHead
         let scale = Float(1) / Float(dimHead).squareRoot()
-        NetworkOps.parallelFor(groups) { range in
+        KernelContext.parallelFor(groups) { range in
             // q (T × dh, scaled, rotated), kᵀ (dh × Tp, rotated, zero-padded to a multiple of 8), v (T × dh).
             let Tp = (T + 7) / 8 * 8
             let q = UnsafeMutablePointer<Float>.allocate(capacity: T * dimHead)
@@ -142,7 +142,7 @@ public enum AttentionOps {
         let hidden = heads * dimHead
         let N = F * P
         let scale = Float(1) / Float(dimHead).squareRoot()
-        NetworkOps.parallelFor(F * heads) { range in
+        KernelContext.parallelFor(F * heads) { range in
             var ctx = [Float](repeating: 0, count: dimHead * dimHead)
             let colMax = UnsafeMutablePointer<Float>.allocate(capacity: P)
             let colSum = UnsafeMutablePointer<Float>.allocate(capacity: P)

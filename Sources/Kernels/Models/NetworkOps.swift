@@ -5,26 +5,13 @@ import Foundation
 /// this form: GroupNorm fused with the UNet's scale/shift and SiLU (in place or into a new tensor,
 /// with statistics reusable from the residual add), SIMD SiLU/exp, the channel LayerNorm and a
 /// GEMM split across the workers. Convolutions, transposed convolutions, padding, concatenation and
-/// linear layers are the `Tensor` ops (the forwarders below keep older call sites working).
+/// linear layers are the `Tensor` ops.
 /// Tensors are NCDHW.
 public enum NetworkOps {
-    /// Worker threads of the loops: the process's `KernelContext.threads` (setting it sets OpenBLAS's
-    /// thread count too, as `KernelContext` does).
-    public static var threads: Int {
-        get { KernelContext.threads }
-        set { KernelContext.threads = newValue }
-    }
-
-    /// `KernelContext.parallelFor`: `body` over `0..<n` in up to `threads` contiguous chunks.
-    @inline(__always)
-    static func parallelFor(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        KernelContext.parallelFor(n, minimumChunk: minChunk, body)
-    }
-
     /// True when OpenBLAS runs single-threaded and the ops have more than one worker: GEMMs are then
     /// split across the workers (each calling single-threaded `cblas_sgemm` on its part), so no
     /// OpenBLAS thread spins while the workers run the loops around the GEMMs.
-    static var workerGEMM: Bool { threads > 1 && BLASThreads.count == 1 }
+    static var workerGEMM: Bool { KernelContext.threads > 1 && BLASThreads.count == 1 }
 
     /// Row-major C = α·op(A)·op(B) + β·C, split along N (or M when N is small) across the workers
     /// when `workerGEMM`, else one `cblas_sgemm` call.
@@ -32,7 +19,7 @@ public enum NetworkOps {
                       A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                       beta: Float, C: UnsafeMutablePointer<Float>, ldc: Int) {
         let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
-        let w = workerGEMM ? min(threads, max(1, (M * N * K) / 2_000_000)) : 1
+        let w = workerGEMM ? min(KernelContext.threads, max(1, (M * N * K) / 2_000_000)) : 1
         if w <= 1 {
             cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
             return
@@ -71,13 +58,6 @@ public enum NetworkOps {
         let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
         let mmapMax: Int32 = -4, trimThreshold: Int32 = -1   // M_MMAP_MAX, M_TRIM_THRESHOLD in <malloc.h>
         return mallopt(mmapMax, 0) == 1 && mallopt(trimThreshold, Int32.max) == 1
-    }
-
-    // MARK: - forwarders to the Kernels tensor ops
-
-    /// `Tensor.convTranspose3d` (PyTorch `ConvTranspose3d`, zero `padding`, no output padding).
-    public static func convTranspose3d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: [Int], padding: [Int]) -> Tensor {
-        x.convTranspose3d(weight: weight, bias: bias, stride: stride, padding: padding)
     }
 
     // MARK: - normalisation and activations
@@ -140,7 +120,7 @@ public enum NetworkOps {
             mean.withUnsafeMutableBufferPointer { mp in
                 variance.withUnsafeMutableBufferPointer { vp in
                     let base = xp.baseAddress!
-                    parallelFor(B * groups) { range in
+                    KernelContext.parallelFor(B * groups) { range in
                         for job in range {
                             var m = Moments()
                             var i = 0
@@ -168,7 +148,7 @@ public enum NetworkOps {
                 mean.withUnsafeMutableBufferPointer { mp in
                     variance.withUnsafeMutableBufferPointer { vp in
                         let dst = ap.baseAddress!, src = bp.baseAddress!
-                        parallelFor(B * groups) { range in
+                        KernelContext.parallelFor(B * groups) { range in
                             for job in range {
                                 var m = Moments()
                                 var i = 0
@@ -237,7 +217,7 @@ public enum NetworkOps {
         let sc = scale?.scalars, sh = shift?.scalars
         weight.withUnsafeBufferPointer { gp in
             bias.withUnsafeBufferPointer { bp in
-                parallelFor(B * groups) { range in
+                KernelContext.parallelFor(B * groups) { range in
                     for bg in range {
                         let b = bg / groups, g = bg % groups
                         let offset = (b * C + g * cpg) * S
@@ -319,7 +299,7 @@ public enum NetworkOps {
     public static func silu(_ x: inout Tensor) {
         x.withUnsafeMutableBufferPointer { p in
             let base = p.baseAddress!, n = p.count
-            parallelFor(n / 4096 + 1) { r in
+            KernelContext.parallelFor(n / 4096 + 1) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
                 if hi > lo { affine(base + lo, base + lo, hi - lo, 1, 0, silu: true) }
             }
@@ -336,7 +316,7 @@ public enum NetworkOps {
                 gamma.withUnsafeBufferPointer { gp in
                     let src = xp.baseAddress!, dst = op.baseAddress!
                     let block = 256
-                    parallelFor(B * ((S + block - 1) / block)) { range in
+                    KernelContext.parallelFor(B * ((S + block - 1) / block)) { range in
                         var mean = [Float](repeating: 0, count: block)
                         var vars = [Float](repeating: 0, count: block)
                         let nb = (S + block - 1) / block
@@ -358,20 +338,5 @@ public enum NetworkOps {
             }
         }
         return out
-    }
-
-    /// Elementwise a += b (`Tensor.add`).
-    public static func add(_ a: inout Tensor, _ b: Tensor) {
-        a.add(b)
-    }
-
-    /// Concatenation along the channel axis (`Tensor.concat`).
-    public static func concatChannels(_ a: Tensor, _ b: Tensor) -> Tensor {
-        Tensor.concat([a, b], axis: 1)
-    }
-
-    /// y = x Wᵀ + b for x (N, in), W (out, in) (`Tensor.linear`).
-    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
-        x.linear(weight: weight, bias: bias)
     }
 }

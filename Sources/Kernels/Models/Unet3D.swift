@@ -38,7 +38,7 @@ public final class Unet3D {
             weight = try sd.tensor(p + "weight", shape: [out, `in`])
             self.bias = bias ? try sd.tensor(p + "bias", shape: [out]) : nil
         }
-        func callAsFunction(_ x: Tensor) -> Tensor { NetworkOps.linear(x, weight: weight, bias: bias) }
+        func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
     }
 
     /// `Block`: conv (1,3,3) → GroupNorm(8) → optional ×(1+scale)+shift → SiLU.
@@ -87,7 +87,7 @@ public final class Unet3D {
             }
             var h = block1(x, scale: scale, shift: shift)
             h = block2(h)
-            NetworkOps.add(&h, resConv.map { $0(x) } ?? x)
+            h.add(resConv.map { $0(x) } ?? x)
             return h
         }
     }
@@ -301,7 +301,7 @@ public final class Unet3D {
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
         let scratch = scratchPool.take()
         defer { scratchPool.give(scratch) }
-        var h = NetworkOps.concatChannels(x, cond)
+        var h = Tensor.concat([x, cond], axis: 1)
         h = initConv(h)
         taps?("init_conv", h)
         let r = h
@@ -323,17 +323,17 @@ public final class Unet3D {
         h = midTemporal(h, bias: bias, scratch: scratch); taps?("mid_temporal_attn", h)
         h = mid2(h, t); taps?("mid_block2", h)
         for (i, level) in ups.enumerated() {
-            h = NetworkOps.concatChannels(h, skips.removeLast())
+            h = Tensor.concat([h, skips.removeLast()], axis: 1)
             h = level.block1(h, t); taps?("ups.\(i).0", h)
             h = level.block2(h, t); taps?("ups.\(i).1", h)
             h = level.spatial(h, scratch: scratch); taps?("ups.\(i).2", h)
             h = level.temporal(h, bias: bias, scratch: scratch); taps?("ups.\(i).3", h)
             if let (w, b) = level.upsample {
-                h = NetworkOps.convTranspose3d(h, weight: w, bias: b, stride: [1, 2, 2], padding: [0, 1, 1])
+                h = h.convTranspose3d(weight: w, bias: b, stride: [1, 2, 2], padding: [0, 1, 1])
                 taps?("ups.\(i).4", h)
             }
         }
-        h = NetworkOps.concatChannels(h, r)
+        h = Tensor.concat([h, r], axis: 1)
         h = finalBlock(h, nil)
         h = finalConv(h)
         taps?("final_conv", h)

@@ -37,7 +37,7 @@ final class UnetScratchPool: @unchecked Sendable {
 
 /// Dynamic work sharing for the attention blocks: `workers` threads take task indices in turn, each
 /// running its GEMMs through single-threaded OpenBLAS (no OpenBLAS threads spinning between the many
-/// small GEMMs); the thread budget is `NetworkOps.threads`.
+/// small GEMMs); the thread budget is `KernelContext.threads`.
 enum UnetParallel {
     private final class Counter: @unchecked Sendable {
         private let lock = NSLock()
@@ -363,7 +363,7 @@ extension Unet3D {
                                 UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
                                                             positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
                                                             wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
-                                                            scratch: scratch, workers: NetworkOps.threads)
+                                                            scratch: scratch, workers: KernelContext.threads)
                             }
                         }
                     }
@@ -400,7 +400,7 @@ extension Unet3D {
                                 UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
                                                        positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
                                                        heads: heads, dimHead: hidden / heads, rotary: rotary, bias: bp,
-                                                       scratch: scratch, workers: NetworkOps.threads)
+                                                       scratch: scratch, workers: KernelContext.threads)
                             }
                             if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                         }

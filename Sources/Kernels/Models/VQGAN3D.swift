@@ -251,11 +251,11 @@ public final class VQGAN3D {
             let snap = Snap(rows: rp.baseAddress!, zz: zp.baseAddress!, codebook: ep.baseAddress!, augmented: ap.baseAddress!,
                             norms: nb.baseAddress!, maxNorm: maxNorm, dim: C, codes: codes, out: ip.baseAddress!)
             if VQGAN3D.snapWorkerGEMM {
-                let workers = min(NetworkOps.threads, tiles)
+                let workers = min(KernelContext.threads, tiles)
                 let saved = BLASThreads.count
                 if workers > 1 { BLASThreads.count = 1 }
                 defer { if workers > 1 { BLASThreads.count = saved } }
-                NetworkOps.parallelFor(tiles) { range in
+                KernelContext.parallelFor(tiles) { range in
                     var state = Snap.State(rows: tileRows, codes: tileCodes)
                     for t in range {
                         let r0 = t * tileRows
@@ -330,7 +330,7 @@ public final class VQGAN3D {
                             }
                         }
                     }
-                    if parallel { NetworkOps.parallelFor(nr, body) } else { body(0..<nr) }
+                    if parallel { KernelContext.parallelFor(nr, body) } else { body(0..<nr) }
                     c0 += nc
                 }
                 for r in 0..<nr { out[range.lowerBound + r] = bi[r] }
