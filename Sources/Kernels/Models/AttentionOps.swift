@@ -187,31 +187,6 @@ public enum AttentionOps {
         }
     }
 
-    /// exp for 8 lanes: `NetworkOps.fastExp`'s Cephes polynomial and clamping (same results), written
-    /// with plain SSE2 operations only: `round(.down)` and `clamped` on SIMD8 compile to eight scalar
-    /// `floor` calls and generic `pointwiseMin/Max` calls for the baseline x86-64 target.
-    @inline(__always)
-    public static func exp8(_ x0: SIMD8<Float>) -> SIMD8<Float> {
-        let lo = SIMD8<Float>(repeating: -87.3), hi = SIMD8<Float>(repeating: 88.3)
-        var x = x0.replacing(with: lo, where: x0 .< lo)
-        x = x.replacing(with: hi, where: x .> hi)
-        let t = x * 1.44269504088896341 + 0.5
-        // floor(t) for |t| < 2^22: round to nearest through the 1.5·2^23 shift, then step down where above.
-        var fx = (t + 12_582_912) - 12_582_912
-        fx = fx.replacing(with: fx - 1, where: fx .> t)
-        x = x - fx * 0.693359375 + fx * 2.12194440e-4
-        let z = x * x
-        var y: SIMD8<Float> = SIMD8(repeating: 1.9875691500E-4)
-        y = y * x + 1.3981999507E-3
-        y = y * x + 8.3334519073E-3
-        y = y * x + 4.1665795894E-2
-        y = y * x + 1.6666665459E-1
-        y = y * x + 5.0000001201E-1
-        y = y * z + x + 1
-        let biased = unsafeBitCast(fx + 8_388_735, to: SIMD8<UInt32>.self) & 0x7FFFFF
-        return y * unsafeBitCast(biased &<< 23, to: SIMD8<Float>.self)
-    }
-
     @inline(__always)
     static func vmax(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int) {
         var i = 0
@@ -259,7 +234,7 @@ public enum AttentionOps {
         while i + 8 <= n {
             var v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) - subtract
             if let minus { v -= UnsafeRawPointer(minus).loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self) }
-            let e = exp8(v)
+            let e = NetworkOps.fastExp(v)
             raw.storeBytes(of: e, toByteOffset: 4 * i, as: SIMD8<Float>.self)
             acc += e
             i += 8

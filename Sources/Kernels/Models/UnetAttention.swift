@@ -292,7 +292,7 @@ enum UnetAttention {
                     }
                     var sum = SIMD8<Float>.zero
                     for j in 0..<F {
-                        let e = AttentionOps.exp8(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
+                        let e = NetworkOps.fastExp(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
                         sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
                         sum += e
                     }
