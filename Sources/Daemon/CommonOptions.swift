@@ -42,6 +42,7 @@ struct DaemonFailure: Error, CustomStringConvertible {
 }
 
 func reportAndExit(_ error: Error) -> Never {
+    if let code = error as? ExitCode { exit(code.rawValue) }
     FileHandle.standardError.write(Data("tumord: error: \(error)\n".utf8))
     exit(1)
 }

@@ -48,6 +48,10 @@ public struct StageSpec {
     public var drainTimeout: Double = 10.0
     /// How long closing the output may keep delivering queued messages.
     public var lingerMilliseconds = 10_000
+    /// How long closing the tap may keep delivering what it already queued for a connected
+    /// subscriber: long enough for the last patch to leave over loopback, short enough that a
+    /// slow subscriber cannot hold up shutdown.
+    public static let tapLingerMilliseconds = 1_000
     /// Artificial delay per patch (backpressure demonstrations and tests); 0 normally.
     public var delayMilliseconds = 0
     /// Host name recorded in provenance (empty in-process).

@@ -149,7 +149,9 @@ final class StageWorker {
     private func closeSockets() {
         input?.close(lingerMilliseconds: 0)
         for o in outputs { o.close(lingerMilliseconds: group.isHardStopped ? 0 : spec.lingerMilliseconds) }
-        tap?.close(lingerMilliseconds: 0)
+        // Linger 0 here dropped the last patch whenever the stage finished before ZeroMQ's I/O
+        // thread had written it to the subscriber (7 of 30 one-patch runs lost it).
+        tap?.close(lingerMilliseconds: group.isHardStopped ? 0 : min(spec.lingerMilliseconds, StageSpec.tapLingerMilliseconds))
         control?.close(lingerMilliseconds: 0)
         input = nil; outputs = []; tap = nil; control = nil
     }

@@ -26,7 +26,7 @@ final class DiffusionRunTests: XCTestCase {
         writer: {out_dir: "\(out.path)", compress: false}
         stages:
           loader: {threads: 1}
-          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4, delay_ms: 10000}
+          cropper: {threads: 1, input: "inproc://cropper.in", hwm: 1, tap: "tcp://127.0.0.1:\(base + 21)", tap_hwm: 4, delay_ms: 3000}
           encoder: {threads: 2, input: "inproc://encoder.in", hwm: 1}
           sampler: {threads: 2, input: "inproc://sampler.in", hwm: 1}
           blender: {threads: 2, input: "inproc://blender.in", hwm: 1}
@@ -35,9 +35,8 @@ final class DiffusionRunTests: XCTestCase {
         """
         let path = try TestConfigs.write(config, in: dir)
         // The cropper's tap keeps the patch as it was before synthesis. The tap connects first
-        // (ZeroMQ retries the connection until the run binds the endpoint), and the cropper holds
-        // the patch 10 s before emitting, so the subscription is in place before the patch passes (4 s
-        // was not always enough for the tap process to start when earlier tests had just run).
+        // (ZeroMQ retries the connection until the run binds the endpoint) and the cropper holds
+        // the patch 3 s, so the subscription is in place before the patch passes.
         let before = dir.appendingPathComponent("before")
         let tap = try TumordProcess(["tap", "tcp://127.0.0.1:\(base + 21)", "--count", "1", "--save", before.path,
                                      "--timeout", "120"], name: "tap")
