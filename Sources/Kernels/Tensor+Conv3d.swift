@@ -219,11 +219,12 @@ extension Tensor {
 
     /// Whether the direct AVX-512 kernels beat the GEMM lowering for an output plane of outH × outW
     /// computed over rows of `pitch` floats in tiles of 48: they compute every column of the pitch and
-    /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste work and stay on GEMM.
+    /// whole tiles, so tiny planes (the Unet's 3×3 level: 48 positions computed for 9) waste work and
+    /// stay on GEMM. At most 1.5× the useful work: the Unet's (1,3,3) convolutions measured (session 3,
+    /// Benchmarks/results/kernels.md) 1.1–1.6× faster direct on 24² and 12² planes, level with GEMM
+    /// on 6² (48 computed for 36), and 3–6× slower on 3² planes.
     static func directPays(outH: Int, outW: Int, pitch: Int) -> Bool {
         let computed = (outH * pitch + 47) / 48 * 48
-        // At most 1.5× the useful work, and planes of ≥ 100 outputs: on 6² planes with hundreds of
-        // input channels the GEMM path measured 1.8× faster (Benchmarks/results/kernels.md).
-        return computed * 2 <= outH * outW * 3 && outH * outW >= 100
+        return computed * 2 <= outH * outW * 3
     }
 }
