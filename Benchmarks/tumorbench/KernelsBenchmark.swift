@@ -63,12 +63,14 @@ enum KernelsBenchmark {
         KernelContext.threads = threads
         if let kb = Int(env["TUMORBENCH_TILE_KB"] ?? "") { KernelContext.im2colTileBytes = kb << 10 }
         if let kb = Int(env["TUMORBENCH_CHUNK_KB"] ?? "") { KernelContext.directChannelChunkBytes = kb << 10 }
+        if let band = Int(env["TUMORBENCH_BAND"] ?? "") { KernelContext.directBandPositions = band }
         // TUMORBENCH_COMPARE=0: skip the timing of the portable GEMM path next to the AVX-512 one.
         let compare = KernelContext.useAVX512 && env["TUMORBENCH_COMPARE"] != "0"
+        let avx512 = KernelContext.useAVX512
         let only = arguments.first
         print("tumorbench kernels — threads \(threads), im2col tile \(KernelContext.im2colTileBytes >> 10) KiB per thread, OpenBLAS core \(BLASCoreType.current)")
         print("convolutions: " + (KernelContext.useAVX512
-            ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB) where they pay, else im2col + sgemm"
+            ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB, band \(KernelContext.directBandPositions) positions) where they pay, else im2col + sgemm"
             : "im2col + sgemm (no AVX-512F, or TUMORSTREAM_NO_AVX512 set)"))
         print("machine: \(machineDescription())")
         // Baseline: sgemm on shapes like the convolution GEMMs (M = Cout, K = Cin·k³, N = tile columns).
@@ -110,17 +112,43 @@ enum KernelsBenchmark {
                      stride: [1, 1, 1], padding: .symmetric([0, 3, 3]), kind: "1x3x3"),
             ConvCase(name: "unet (1,3,3) 24→24 @24×24²", input: [1, 24, 24, 24, 24], weight: [24, 24, 1, 3, 3],
                      stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 48→24 @24×24²", input: [1, 48, 24, 24, 24], weight: [24, 48, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 24→48 @24×12²", input: [1, 24, 24, 12, 12], weight: [48, 24, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
             ConvCase(name: "unet (1,3,3) 48→48 @24×12²", input: [1, 48, 24, 12, 12], weight: [48, 48, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 96→24 @24×12²", input: [1, 96, 24, 12, 12], weight: [24, 96, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 24→24 @24×12²", input: [1, 24, 24, 12, 12], weight: [24, 24, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 48→96 @24×6²", input: [1, 48, 24, 6, 6], weight: [96, 48, 1, 3, 3],
                      stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
             ConvCase(name: "unet (1,3,3) 96→96 @24×6²", input: [1, 96, 24, 6, 6], weight: [96, 96, 1, 3, 3],
                      stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 192→48 @24×6²", input: [1, 192, 24, 6, 6], weight: [48, 192, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 48→48 @24×6²", input: [1, 48, 24, 6, 6], weight: [48, 48, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet (1,3,3) 96→192 @24×3²", input: [1, 96, 24, 3, 3], weight: [192, 96, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
             ConvCase(name: "unet (1,3,3) 192→192 @24×3²", input: [1, 192, 24, 3, 3], weight: [192, 192, 1, 3, 3],
                      stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
-            ConvCase(name: "unet (1,3,3) 384→96 @24×6²", input: [1, 384, 24, 6, 6], weight: [96, 384, 1, 3, 3],
+            ConvCase(name: "unet (1,3,3) 384→96 @24×3²", input: [1, 384, 24, 3, 3], weight: [96, 384, 1, 3, 3],
                      stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
-            ConvCase(name: "unet down (1,4,4) s(1,2,2) 24→24", input: [1, 24, 24, 24, 24], weight: [24, 24, 1, 4, 4],
+            ConvCase(name: "unet (1,3,3) 96→96 @24×3²", input: [1, 96, 24, 3, 3], weight: [96, 96, 1, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([0, 1, 1]), kind: "1x3x3"),
+            ConvCase(name: "unet down (1,4,4) s(1,2,2) 24→24 @24×24²", input: [1, 24, 24, 24, 24], weight: [24, 24, 1, 4, 4],
                      stride: [1, 2, 2], padding: .symmetric([0, 1, 1]), kind: "other"),
-            ConvCase(name: "unet up convT (1,4,4) 96→96 →24×12²", input: [1, 96, 24, 6, 6], weight: [96, 96, 1, 4, 4],
+            ConvCase(name: "unet down (1,4,4) s(1,2,2) 48→48 @24×12²", input: [1, 48, 24, 12, 12], weight: [48, 48, 1, 4, 4],
+                     stride: [1, 2, 2], padding: .symmetric([0, 1, 1]), kind: "other"),
+            ConvCase(name: "unet down (1,4,4) s(1,2,2) 96→96 @24×6²", input: [1, 96, 24, 6, 6], weight: [96, 96, 1, 4, 4],
+                     stride: [1, 2, 2], padding: .symmetric([0, 1, 1]), kind: "other"),
+            ConvCase(name: "unet up convT (1,4,4) 96→96 @24×3²→6²", input: [1, 96, 24, 3, 3], weight: [96, 96, 1, 4, 4],
+                     stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
+            ConvCase(name: "unet up convT (1,4,4) 48→48 @24×6²→12²", input: [1, 48, 24, 6, 6], weight: [48, 48, 1, 4, 4],
+                     stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
+            ConvCase(name: "unet up convT (1,4,4) 24→24 @24×12²→24²", input: [1, 24, 24, 12, 12], weight: [24, 24, 1, 4, 4],
                      stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
             ConvCase(name: "1×1 conv 64→8 @24³ (pre_vq)", input: [1, 64, 24, 24, 24], weight: [8, 64, 1, 1, 1],
                      stride: [1, 1, 1], padding: .none, kind: "other"),
@@ -130,7 +158,7 @@ enum KernelsBenchmark {
         print("ratio = case GFLOP/s ÷ best sgemm GFLOP/s of its window (best of runs each; the machine is shared).")
         print(pad("case", 38) + pad("best ms", 10, left: true) + pad("median ms", 11, left: true) + pad("GFLOP/s", 9, left: true)
               + pad("sq GF/s", 9, left: true) + pad("ratio", 7, left: true) + pad("shape GF/s", 11, left: true)
-              + pad("ratio", 7, left: true) + "  runs" + (compare ? "  [gemm path best ms, speed-up]" : ""))
+              + pad("ratio", 7, left: true) + "  runs" + (compare ? "  [forced direct / GEMM path best ms, path the dispatch takes, GEMM ÷ best]" : ""))
         var summary: [(String, String, Double)] = []
         for c in cases {
             if let only, !c.name.contains(only) && only != "all" && only != "conv" { continue }
@@ -159,25 +187,40 @@ enum KernelsBenchmark {
             let gflop = 2 * Double(outVox) * Double(cout * cin * taps) / 1e9
             let square = SgemmProbe(m: 1024, n: 1024, k: 1024)
             let shaped = SgemmProbe(m: cout, n: min(outVox, 2304), k: cin * taps)
-            var times: [Double] = []
+            // Each run: the two sgemm probes, then the default path and (with `compare`) the forced
+            // direct kernels and the portable GEMM path, in rotating order so that each follows the
+            // probes (cold caches) equally often.
+            var times: [Double] = [], direct: [Double] = [], gemm: [Double] = []
             var sqBest = 0.0, shBest = 0.0
-            for _ in 0..<c.runs {
+            let variants = compare ? 3 : 1
+            func timed(_ variant: Int) -> Double {
+                if variant == 1 { KernelContext.forceDirectConvolution = true }
+                if variant == 2 { KernelContext.useAVX512 = false }
+                defer { KernelContext.forceDirectConvolution = false; KernelContext.useAVX512 = avx512 }
                 let t0 = now()
                 _ = body()
-                times.append(now() - t0)
+                return now() - t0
+            }
+            for v in 1..<variants { _ = timed(v) }   // warm-up of the other paths
+            for i in 0..<c.runs {
                 sqBest = max(sqBest, square.best(of: 2))
                 shBest = max(shBest, shaped.best(of: 3))
+                for j in 0..<variants {
+                    let v = (i + j) % variants
+                    let t = timed(v)
+                    if v == 0 { times.append(t) } else if v == 1 { direct.append(t) } else { gemm.append(t) }
+                }
             }
             times.sort()
             var gemmNote = ""
             if compare {
-                KernelContext.useAVX512 = false
-                var gemm: [Double] = []
-                _ = body()
-                for _ in 0..<max(2, c.runs / 2) { let t0 = now(); _ = body(); gemm.append(now() - t0) }
-                KernelContext.useAVX512 = true
-                let g = gemm.min()!
-                gemmNote = String(format: "  [gemm %.1f ms, %.2f×]", g * 1e3, g / times[0])
+                let d = direct.min()!, g = gemm.min()!
+                let takesDirect = c.transposed
+                    ? x.padded(c.padding).convTranspose3dTakesDirectPath(weight: w, stride: c.stride, padding: c.tPadding)
+                    : x.conv3dTakesDirectPath(weight: w, stride: c.stride, padding: c.padding)
+                gemmNote = String(format: "  [direct %.1f ms, gemm %.1f ms, takes %@, %@; gemm/best %.2f×]", d * 1e3, g * 1e3,
+                                  takesDirect ? "direct" : "gemm", (takesDirect ? d <= g : g <= d) ? "faster" : "SLOWER",
+                                  g / times[0])
             }
             let rate = gflop / times[0]
             print(pad(c.name, 38) + pad(String(format: "%.1f", times[0] * 1e3), 10, left: true)

@@ -44,6 +44,13 @@ public enum KernelContext {
         set { DirectConvolution.channelChunkBytes = newValue }
     }
 
+    /// Output positions per band of the direct kernels: each L1 channel chunk sweeps a band's tiles
+    /// before the next chunk starts (the band's partial sums stay in cache).
+    public static var directBandPositions: Int {
+        get { DirectConvolution.bandPositions }
+        set { DirectConvolution.bandPositions = newValue }
+    }
+
     /// Runs `body` over `0..<count` split into at most `threads` contiguous ranges, in parallel.
     /// `body` must write disjoint memory for disjoint ranges.
     public static func parallelFor(_ count: Int, minimumChunk: Int = 1, _ body: (Range<Int>) -> Void) {

@@ -27,10 +27,7 @@ extension Tensor {
         var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
         let cinG = cin / groups, coutG = cout / groups
         let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
-        let pointwise = kernel == [1, 1, 1] && stride == [1, 1, 1]   // a plain GEMM, no gathering to save
-        if KernelContext.useAVX512 && (!pointwise || KernelContext.forceDirectConvolution)
-            && Tensor.directPays(outH: outDims.1, outW: outDims.2,
-                                                        pitch: outDims.2 + (kW + stride[2] - 1) / stride[2] - 1) {
+        if Tensor.conv3dDirect(outDims: outDims, kernel: kernel, stride: stride, channels: cinG, outChannels: coutG) {
             let inDims = (shape[2], shape[3], shape[4])
             let kVol = kD * kH * kW
             withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
@@ -120,9 +117,7 @@ extension Tensor {
         let outSpatial = outSizes.reduce(1, *)
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
-        let phaseH = (outSizes[1] + stride[1] - 1) / stride[1], phaseW = (outSizes[2] + stride[2] - 1) / stride[2]
-        let tapsW = (kernel[2] + stride[2] - 1) / stride[2]
-        if KernelContext.useAVX512 && Tensor.directPays(outH: phaseH, outW: phaseW, pitch: phaseW + tapsW) {
+        if Tensor.convTranspose3dDirect(outSizes: outSizes, kernel: kernel, stride: stride) {
             let kVol = kernel.reduce(1, *)
             withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
                 let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
@@ -180,14 +175,56 @@ extension Tensor {
         return out
     }
 
+    /// Whether `conv3d(weight:bias:stride:padding:groups:)` with these arguments runs on the AVX-512
+    /// direct kernels (true) or on the im2col + sgemm lowering (false), under the current
+    /// `KernelContext` settings. For benchmarks and tests.
+    public func conv3dTakesDirectPath(weight: Tensor, stride: [Int] = [1, 1, 1], padding: Padding3d = .none,
+                                      groups: Int = 1) -> Bool {
+        let kernel = Array(weight.shape[2...])
+        var o = [0, 0, 0]
+        for i in 0..<3 {
+            let padded: Int = shape[2 + i] + padding.front[i] + padding.back[i]
+            o[i] = (padded - kernel[i]) / stride[i] + 1
+        }
+        return Tensor.conv3dDirect(outDims: (o[0], o[1], o[2]), kernel: kernel, stride: stride,
+                                   channels: shape[1] / groups, outChannels: weight.shape[0] / groups)
+    }
+
+    /// Whether `convTranspose3d(weight:bias:stride:padding:)` runs on the AVX-512 direct kernels.
+    public func convTranspose3dTakesDirectPath(weight: Tensor, stride: [Int], padding: [Int] = [0, 0, 0],
+                                               outputPadding: [Int] = [0, 0, 0]) -> Bool {
+        let kernel = Array(weight.shape[2...])
+        var o = [0, 0, 0]
+        for i in 0..<3 {
+            let grown: Int = (shape[2 + i] - 1) * stride[i] + kernel[i]
+            o[i] = grown - 2 * padding[i] + outputPadding[i]
+        }
+        return Tensor.convTranspose3dDirect(outSizes: o, kernel: kernel, stride: stride)
+    }
+
+    static func conv3dDirect(outDims: (Int, Int, Int), kernel: [Int], stride: [Int], channels: Int, outChannels: Int) -> Bool {
+        guard KernelContext.useAVX512 else { return false }
+        if KernelContext.forceDirectConvolution { return true }
+        if kernel == [1, 1, 1] && stride == [1, 1, 1] { return false }   // a plain GEMM, no gathering to save
+        return directPays(outH: outDims.1, outW: outDims.2, pitch: outDims.2 + (kernel[2] + stride[2] - 1) / stride[2] - 1)
+    }
+
+    static func convTranspose3dDirect(outSizes: [Int], kernel: [Int], stride: [Int]) -> Bool {
+        guard KernelContext.useAVX512 else { return false }
+        if KernelContext.forceDirectConvolution { return true }
+        let phaseH = (outSizes[1] + stride[1] - 1) / stride[1], phaseW = (outSizes[2] + stride[2] - 1) / stride[2]
+        let tapsW = (kernel[2] + stride[2] - 1) / stride[2]
+        return directPays(outH: phaseH, outW: phaseW, pitch: phaseW + tapsW)
+    }
+
     /// Whether the direct AVX-512 kernels beat the GEMM lowering for an output plane of outH × outW
     /// computed over rows of `pitch` floats in tiles of 48: they compute every column of the pitch and
-    /// whole tiles, so tiny planes (the Unet's 3×3 and 6×6 levels) waste work and stay on GEMM.
+    /// whole tiles, so tiny planes (the Unet's 3×3 level: 48 positions computed for 9) waste work and
+    /// stay on GEMM. At most 1.5× the useful work: the Unet's (1,3,3) convolutions measured (session 3,
+    /// Benchmarks/results/kernels.md) 1.1–1.6× faster direct on 24² and 12² planes, level with GEMM
+    /// on 6² (48 computed for 36), and 3–6× slower on 3² planes.
     static func directPays(outH: Int, outW: Int, pitch: Int) -> Bool {
-        if KernelContext.forceDirectConvolution { return true }
         let computed = (outH * pitch + 47) / 48 * 48
-        // At most 1.5× the useful work, and planes of ≥ 100 outputs: on 6² planes with hundreds of
-        // input channels the GEMM path measured 1.8× faster (Benchmarks/results/kernels.md).
-        return computed * 2 <= outH * outW * 3 && outH * outW >= 100
+        return computed * 2 <= outH * outW * 3
     }
 }

@@ -48,6 +48,9 @@ public enum DirectConvolution {
     /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
     nonisolated(unsafe) public static var channelChunkBytes = 32 << 10
 
+    /// Output positions per band: each channel chunk sweeps a band's tiles before the next chunk.
+    nonisolated(unsafe) public static var bandPositions = 3072
+
     /// `y = conv3d(x, w) + bias` for one image and one group, like PyTorch `Conv3d`.
     /// `x` is [cin, inD, inH, inW], `w` is [cout, cin, kD, kH, kW], `y` is [cout, outD, outH, outW] with
     /// out = (in + front + back − k)/stride + 1 (the caller checked the sizes).
@@ -200,7 +203,8 @@ public enum DirectConvolution {
             defer { ring.deallocate() }
             ring.initialize(repeating: 0, count: ringSlots * channels * planeFloats)
             var ringPlane = [Int](repeating: Int.min, count: ringSlots)
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: coutPadded * scratchPitch + 64)
+            let scratchPhase = coutPadded * scratchPitch   // one region per W phase
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: scratchPhase * dims[2].count + 64)
             defer { scratch.deallocate() }
             let offsets = UnsafeMutablePointer<Int>.allocate(capacity: maxTaps)
             defer { offsets.deallocate() }
@@ -223,9 +227,14 @@ public enum DirectConvolution {
                     slotOf[td] = slot
                 }
                 for phh in 0..<dims[1].count {
+                    // Two W phases that tile the output row (stride 2 in W, both with taps): computed
+                    // first, then written out interleaved, whole rows at a time.
+                    let pair = dd.taps > 0 && dims[1][phh].taps > 0
+                        ? interleavablePair(dims[2], outW: outW, stride: outStride.2) : nil
                     for pw in 0..<dims[2].count {
                         let dh = dims[1][phh], dw = dims[2][pw]
                         guard dh.count > 0 && dw.count > 0 else { continue }
+                        let phaseScratch = scratch + pw * scratchPhase
                         let phase = (pd * dims[1].count + phh) * dims[2].count + pw
                         let taps = dd.taps * dh.taps * dw.taps
                         let oh0 = dh.start, ow0 = dw.start
@@ -248,28 +257,38 @@ public enum DirectConvolution {
                         // output-channel blocks of one tile.
                         let window = dd.taps * (tile.width + (dh.taps - 1 + dh.offset) * pitch + dw.taps + dw.offset)
                         let chunk = channelChunkBytes <= 0 ? channels : max(1, min(channels, (channelChunkBytes / 4) / max(1, window + taps * coutPadded)))
-                        var n0 = 0
-                        while n0 < grid {
+                        // Bands of tiles, channel chunk by chunk: within a band each chunk's input rows are
+                        // read front to back (prefetcher-friendly), its weights stay in L1 across the band's
+                        // tiles, and the band's partial sums stay in L1/L2.
+                        let band = max(tile.width, bandPositions / tile.width * tile.width)
+                        var b0 = 0
+                        while b0 < grid {
+                            let b1 = min(grid, b0 + band)
                             var c0 = 0
                             while c0 < channels {
                                 let cc = min(chunk, channels - c0)
-                                for blk in 0..<(coutPadded / tile.rows) {
-                                    let wb = wts + (blk * channels + c0) * taps * tile.rows
-                                    let dst = scratch + blk * tile.rows * scratchPitch + n0
-                                    let src = ring + c0 * planeFloats + n0
-                                    switch tile {
-                                    case .wide8: kernel8x3(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
-                                    case .narrow1: kernel1x4(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                var n0 = b0
+                                while n0 < b1 {
+                                    for blk in 0..<(coutPadded / tile.rows) {
+                                        let wb = wts + (blk * channels + c0) * taps * tile.rows
+                                        let dst = phaseScratch + blk * tile.rows * scratchPitch + n0
+                                        let src = ring + c0 * planeFloats + n0
+                                        switch tile {
+                                        case .wide8: kernel8x3(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                        case .narrow1: kernel1x4(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                        }
                                     }
+                                    n0 += tile.width
                                 }
                                 c0 += cc
                             }
-                            n0 += tile.width
+                            b0 = b1
                         }
+                        if pair != nil { continue }   // written below, with the other W phase
                         // Copy out with the bias.
                         for co in 0..<cout {
                             let b = bias?[co] ?? 0
-                            let src = scratch + co * scratchPitch
+                            let src = phaseScratch + co * scratchPitch
                             let dstC = out + co * outSpatial
                             for r in 0..<dh.count {
                                 let s = src + r * pitch
@@ -282,11 +301,51 @@ public enum DirectConvolution {
                             }
                         }
                     }
+                    if let (even, odd) = pair, dims[1][phh].count > 0 {
+                        let dh = dims[1][phh]
+                        let ne = dims[2][even].count, no = dims[2][odd].count
+                        for co in 0..<cout {
+                            let b = bias?[co] ?? 0
+                            let se = scratch + even * scratchPhase + co * scratchPitch
+                            let so = scratch + odd * scratchPhase + co * scratchPitch
+                            let dstC = out + co * outSpatial
+                            for r in 0..<dh.count {
+                                interleave(se + r * pitch, ne, so + r * pitch, no, bias: b,
+                                           into: dstC + (dh.start + r * outStride.1) * outW)
+                            }
+                        }
+                    }
                 }
             }
         }
         if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         }
+    }
+
+    /// The (even, odd) W phases when the output row is exactly their interleave: stride 2, phases
+    /// starting at 0 and 1, both with taps.
+    static func interleavablePair(_ dims: [PhaseDim], outW: Int, stride: Int) -> (Int, Int)? {
+        guard stride == 2 && dims.count == 2 && dims.allSatisfy({ $0.taps > 0 && $0.count > 0 }) else { return nil }
+        let even = dims[0].start == 0 ? 0 : 1, odd = 1 - even
+        guard dims[even].start == 0 && dims[odd].start == 1 && dims[even].count + dims[odd].count == outW else { return nil }
+        return (even, odd)
+    }
+
+    /// `d[2c] = e[c] + bias` for c < ne and `d[2c + 1] = o[c] + bias` for c < no (ne − no ∈ {0, 1}).
+    @inline(__always)
+    static func interleave(_ e: UnsafePointer<Float>, _ ne: Int, _ o: UnsafePointer<Float>, _ no: Int, bias: Float,
+                           into d: UnsafeMutablePointer<Float>) {
+        var c = 0
+        let b = V(repeating: bias)
+        while c + 16 <= no {
+            var v = SIMD32<Float>()
+            v.evenHalf = load(e + c) + b
+            v.oddHalf = load(o + c) + b
+            UnsafeMutableRawPointer(d + 2 * c).storeBytes(of: v, as: SIMD32<Float>.self)
+            c += 16
+        }
+        for i in c..<no { d[2 * i] = e[i] + bias; d[2 * i + 1] = o[i] + bias }
+        if ne > no { d[2 * no] = e[no] + bias }
     }
 
     /// Builds virtual plane `v` (all C′ channels, `rows` × `pitch` each, channel stride `planeFloats`).

@@ -112,8 +112,11 @@ final class ConvolutionTests: XCTestCase {
             (6, 8, [12, 10, 14], [4, 4, 4], [2, 2, 2], .replicate),
             (16, 8, [5, 9, 11], [1, 1, 1], [1, 1, 1], .zero),
         ]
-        let saved = (KernelContext.directChannelChunkBytes, KernelContext.useAVX512)
-        defer { KernelContext.directChannelChunkBytes = saved.0; KernelContext.useAVX512 = saved.1 }
+        let saved = (KernelContext.directChannelChunkBytes, KernelContext.useAVX512, KernelContext.directBandPositions)
+        defer {
+            KernelContext.directChannelChunkBytes = saved.0; KernelContext.useAVX512 = saved.1
+            KernelContext.directBandPositions = saved.2
+        }
         for (cin, cout, size, k, s, mode) in cases {
             let x = rng.tensor([1, cin] + size)
             let w = rng.tensor([cout, cin] + k, scale: 0.3)
@@ -128,6 +131,9 @@ final class ConvolutionTests: XCTestCase {
             for chunk in [1, 0] {   // one channel per chunk; no chunking
                 KernelContext.directChannelChunkBytes = chunk
                 results["chunk \(chunk)"] = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+                KernelContext.directBandPositions = 48   // bands of one tile: chunks sweep several bands
+                results["chunk \(chunk) band 48"] = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+                KernelContext.directBandPositions = saved.2
             }
             KernelContext.forceDirectConvolution = false
             KernelContext.directChannelChunkBytes = saved.0
@@ -144,6 +150,13 @@ final class ConvolutionTests: XCTestCase {
             var results: [String: Tensor] = [:]
             forEachConvolutionPath { path in results[path] = x.convTranspose3d(weight: w, bias: nil, stride: s, padding: p) }
             assertClose(results["avx512"]!, results["gemm"]!, rtol: 1e-4, atol: 1e-4, "convT k\(k) s\(s)")
+            KernelContext.useAVX512 = true
+            KernelContext.forceDirectConvolution = true
+            KernelContext.directBandPositions = 48
+            let banded = x.convTranspose3d(weight: w, bias: nil, stride: s, padding: p)
+            KernelContext.directBandPositions = saved.2
+            KernelContext.forceDirectConvolution = false
+            assertClose(banded, results["gemm"]!, rtol: 1e-4, atol: 1e-4, "convT k\(k) s\(s) band 48")
         }
     }
 
@@ -242,6 +255,9 @@ final class ConvolutionTests: XCTestCase {
                 (4, 2, 1, [3, 5, 6], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 0, 0]),   // Unet Upsample
                 (2, 2, 1, [3, 3, 4], [3, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0]),
                 (2, 1, 2, [3, 4, 3], [3, 2, 5], [3, 2, 2], [1, 0, 2], [2, 1, 0]),
+                // Output rows of 37 and 40: the two W phases are written interleaved, 16 pairs at a time.
+                (3, 2, 1, [2, 3, 18], [4, 4, 4], [2, 2, 2], [1, 1, 1], [0, 0, 1]),
+                (2, 9, 1, [2, 2, 20], [4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 0, 0]),
             ]
             for (cin, coutG, groups, size, k, s, p, op) in cases {
                 let x = rng.tensor([2, cin] + size)
