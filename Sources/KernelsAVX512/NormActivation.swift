@@ -11,59 +11,50 @@ private typealias F16 = SIMD16<Float>
 private typealias F8 = SIMD8<Float>
 
 public enum NormActivationAVX512 {
-    /// exp for 16 lanes: the portable `NetworkOps.fastExp` (Cephes polynomial, inputs clamped to
-    /// [−87.3, 88.3], 2ⁿ from the 1.5·2²³ + 127 rounding), operation for operation.
-    @inline(__always)
-    fileprivate static func exp16(_ x0: F16) -> F16 {
-        let lo = F16(repeating: -87.3), hi = F16(repeating: 88.3)
-        var x = x0.replacing(with: lo, where: x0 .< lo)
-        x.replace(with: hi, where: x .> hi)
-        let magic: Float = 12_583_039
-        let t = x * 1.44269504088896341 + magic
-        let fx = t - magic
-        x = x - fx * 0.693359375 + fx * 2.12194440e-4
-        let z = x * x
-        var y = F16(repeating: 1.9875691500E-4)
-        y = y * x + 1.3981999507E-3
-        y = y * x + 8.3334519073E-3
-        y = y * x + 4.1665795894E-2
-        y = y * x + 1.6666665459E-1
-        y = y * x + 5.0000001201E-1
-        y = y * z + x + 1
-        let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: F16.self)
-        return y * pow2
-    }
-
     /// dst[i] = act(src[i]·a + o), act = SiLU (v / (1 + exp(−v))) or the identity, for i < n rounded down
-    /// to a multiple of 8; returns that count (the caller does the scalar tail). `dst` may be `src`.
+    /// to a multiple of 16; returns that count (the caller does the tail). `dst` may be `src`.
     public static func affine(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
                               _ a: Float, _ o: Float, silu: Bool) -> Int {
         let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
         let av = F16(repeating: a), ov = F16(repeating: o)
         var j = 0
         if silu {
+            // v / (1 + exp(−v)) with the portable `NetworkOps.fastExp` written out operation for operation
+            // (Cephes polynomial, input clamped to [−87.3, 88.3], 2ⁿ from the 1.5·2²³ + 127 rounding).
+            // Written inline: a helper taking and returning SIMD16 is not inlined here and passes its
+            // vectors through memory.
+            let lo = F16(repeating: -87.3), hi = F16(repeating: 88.3)
+            let magic = F16(repeating: 12_583_039), log2e = F16(repeating: 1.44269504088896341)
+            let c1 = F16(repeating: 0.693359375), c2 = F16(repeating: 2.12194440e-4)
+            let p0 = F16(repeating: 1.9875691500E-4), p1 = F16(repeating: 1.3981999507E-3)
+            let p2 = F16(repeating: 8.3334519073E-3), p3 = F16(repeating: 4.1665795894E-2)
+            let p4 = F16(repeating: 1.6666665459E-1), p5 = F16(repeating: 5.0000001201E-1)
+            let one = F16(repeating: 1)
             while j + 16 <= n {
                 let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
-                d.storeBytes(of: v / (1 + exp16(-v)), toByteOffset: 4 * j, as: F16.self)
+                let x0 = -v
+                var x = x0.replacing(with: lo, where: x0 .< lo)
+                x.replace(with: hi, where: x .> hi)
+                let t = x * log2e + magic
+                let fx = t - magic
+                x = x - fx * c1 + fx * c2
+                let z = x * x
+                var y = p0
+                y = y * x + p1
+                y = y * x + p2
+                y = y * x + p3
+                y = y * x + p4
+                y = y * x + p5
+                y = y * z + x + one
+                let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: F16.self)
+                d.storeBytes(of: v / (one + y * pow2), toByteOffset: 4 * j, as: F16.self)
                 j += 16
-            }
-            if j + 8 <= n {
-                var w = F16(repeating: 0)
-                w.lowHalf = s.loadUnaligned(fromByteOffset: 4 * j, as: F8.self)
-                let v = w * av + ov
-                d.storeBytes(of: (v / (1 + exp16(-v))).lowHalf, toByteOffset: 4 * j, as: F8.self)
-                j += 8
             }
         } else {
             while j + 16 <= n {
                 let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
                 d.storeBytes(of: v, toByteOffset: 4 * j, as: F16.self)
                 j += 16
-            }
-            if j + 8 <= n {
-                let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F8.self) * a + o
-                d.storeBytes(of: v, toByteOffset: 4 * j, as: F8.self)
-                j += 8
             }
         }
         return j
@@ -82,7 +73,8 @@ public enum NormActivationAVX512 {
             s1 += v.highHalf
             j += 16
         }
-        var s = sum8(s0 + s1)
+        let sv = s0 + s1
+        var s = sv[0] + sv[1] + sv[2] + sv[3] + sv[4] + sv[5] + sv[6] + sv[7]   // `SIMD8.sum()`'s order
         while j < n { s += p[j]; j += 1 }
         let c = s / Float(n)
         var q0 = F8.zero, q1 = F8.zero
@@ -95,18 +87,12 @@ public enum NormActivationAVX512 {
             q1 += dd.highHalf
             j += 16
         }
-        var q = sum8(q0 + q1)
+        let qv = q0 + q1
+        var q = qv[0] + qv[1] + qv[2] + qv[3] + qv[4] + qv[5] + qv[6] + qv[7]
         while j < n { let d = p[j] - c; q += d * d; j += 1 }
         return (s, q)
     }
 
-    /// `SIMD8<Float>.sum()` in its order (lane 0 + lane 1 + … + lane 7, left to right).
-    @inline(__always)
-    fileprivate static func sum8(_ v: F8) -> Float {
-        var s = v[0]
-        for l in 1..<8 { s += v[l] }
-        return s
-    }
 
     /// d[i] += s[i] for i < n.
     public static func add(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
