@@ -121,26 +121,54 @@ enum NetworksBenchmark {
                                encode: selected.contains("encode-profile"), runs: runsOverride ?? 3)
         }
         if selected.contains("snap-variants") {
+            VQGAN3D.snapFused = false
             let reference = engine.autoencoder.quantize(z)
+            if KernelContext.useAVX512 {
+                VQGAN3D.snapFused = true
+                for (tile, chunk) in [(64, 512), (128, 512), (256, 512), (128, 1024), (256, 2048)] {
+                    VQGAN3D.snapChunkCodes = chunk
+                    VQGAN3D.snapFusedTileCodes = tile
+                    var same = true
+                    let cpu0 = UnetProfile.cpuSeconds()
+                    let (median, best, _) = time(runsOverride ?? 10) {
+                        let idx = engine.autoencoder.quantize(z)
+                        same = same && idx == reference
+                        return Float(idx.reduce(0) { $0 &+ Int($1) })
+                    }
+                    let cpu = (UnetProfile.cpuSeconds() - cpu0) / Double((runsOverride ?? 10) + 1)
+                    print(String(format: "snap fused AVX-512, tile %3d codes, L1 chunk %5d codes: median %.1f ms, min %.1f ms, CPU %.1f ms per call%@",
+                                 tile, chunk, median * 1e3, best * 1e3, cpu * 1e3, same ? "" : "  (indices differ from the GEMM path!)"))
+                }
+                VQGAN3D.snapChunkCodes = 512
+                VQGAN3D.snapFusedTileCodes = 128
+                VQGAN3D.snapFused = false
+            }
             for workers in [true, false] {
                 for (rows, codes) in [(1024, 256), (512, 256), (512, 512), (2048, 256), (4096, 128)] {
                     VQGAN3D.snapWorkerGEMM = workers
                     VQGAN3D.snapTileRows = rows
                     VQGAN3D.snapTileCodes = codes
                     var same = true
+                    let cpu0 = UnetProfile.cpuSeconds()
                     let (median, best, _) = time(runsOverride ?? 10) {
                         let idx = engine.autoencoder.quantize(z)
                         same = same && idx == reference
                         return Float(idx.reduce(0) { $0 &+ Int($1) })
                     }
-                    print(String(format: "snap %@ tile %4d rows × %5d codes: median %.1f ms, min %.1f ms%@",
-                                 workers ? "worker GEMMs   " : "one-thread GEMM", rows, codes, median * 1e3, best * 1e3,
+                    let cpu = (UnetProfile.cpuSeconds() - cpu0) / Double((runsOverride ?? 10) + 1)
+                    print(String(format: "snap %@ tile %4d rows × %5d codes: median %.1f ms, min %.1f ms, CPU %.1f ms per call%@",
+                                 workers ? "worker GEMMs   " : "one-thread GEMM", rows, codes, median * 1e3, best * 1e3, cpu * 1e3,
                                  same ? "" : "  (indices differ!)"))
                 }
             }
+            VQGAN3D.snapFused = true
             VQGAN3D.snapWorkerGEMM = true
             VQGAN3D.snapTileRows = 1024
             VQGAN3D.snapTileCodes = 256
+        }
+        if selected.contains("early-profile") || selected.contains("medium-profile") {
+            SynthesisProfile.run(engine, ct: ct, mask: mask, early: selected.contains("early-profile"),
+                                 medium: selected.contains("medium-profile"), runs: runsOverride ?? 3)
         }
         if selected.contains("unet-profile") {
             UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)

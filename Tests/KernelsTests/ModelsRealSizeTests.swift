@@ -78,7 +78,14 @@ final class ModelsRealSizeTests: XCTestCase {
                 p[d * S + 3] = e[300 * dim + d] - 1e-3
             }
         }
-        let idx = vq.quantize(z)
+        // Both snap implementations (the fused AVX-512 search and the tiled GEMMs) give the same indices.
+        var byPath: [String: [Int32]] = [:]
+        forEachSnapPath { byPath[$0] = vq.quantize(z) }
+        let idx = try XCTUnwrap(byPath["gemm"])
+        for (path, other) in byPath where path != "gemm" {
+            XCTAssertEqual(other.count, idx.count)
+            XCTAssertEqual(zip(other, idx).filter { $0 != $1 }.count, 0, "\(path) snap differs from the GEMM snap")
+        }
         XCTAssertEqual(Array(idx[0..<4]), [7, 300, 7, 300])
         let zs = z.scalars
         var worst = 0.0, exact = 0
@@ -95,6 +102,33 @@ final class ModelsRealSizeTests: XCTestCase {
         }
         XCTAssertLessThan(worst, 1e-5, "a chosen code is farther than the nearest by more than rounding")
         XCTAssertGreaterThan(exact, S * 999 / 1000, "\(exact) of \(S) snaps equal the Float64 argmin")
+    }
+
+    /// The fused AVX-512 snap against the GEMM snap on a real encoder latent and on latents placed
+    /// between codes (many near-ties), with a batch of 2 and a row count that is not a multiple of 16.
+    func testFusedSnapEqualsGEMMSnapAtRealSize() throws {
+        try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
+        let vq = try VQGAN3D(stateDict: try TorchCheckpoint(path: Fixtures.difftumor("autoencoder.ckpt")).modelStateDict())
+        var g = GaussianNoise(seed: 21)
+        var ct = g.tensor([1, 1, 96, 96, 96])
+        ct.withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] = min(max(0.5 + 0.1 * p[i], 0), 1) } }
+        let encoded = vq.encode(DiffTumorLayout.toNetwork(ct))
+        // Midpoints of pairs of codes: two codes at (nearly) the same distance.
+        let e = vq.codebook.scalars, C = 8, S = 9 * 10 * 11
+        var mid = Tensor(uninitialized: [2, C, 9, 10, 11])
+        mid.withUnsafeMutableBufferPointer { p in
+            for b in 0..<2 { for s in 0..<S {
+                let k1 = (s * 37 + b * 11) % 16384, k2 = (s * 101 + 5) % 16384
+                for c in 0..<C { p[(b * C + c) * S + s] = (e[k1 * C + c] + e[k2 * C + c]) / 2 }
+            } }
+        }
+        for (name, z) in [("encoder latent 8×24³", encoded), ("midpoints 2×8×9×10×11", mid)] {
+            var byPath: [String: [Int32]] = [:]
+            forEachSnapPath { byPath[$0] = vq.quantize(z) }
+            let a = try XCTUnwrap(byPath["gemm"]), b = try XCTUnwrap(byPath["fused"])
+            XCTAssertEqual(a.count, z.count / C)
+            XCTAssertEqual(zip(a, b).filter { $0 != $1 }.count, 0, "\(name): fused and GEMM snaps differ")
+        }
     }
 
     func testGroupNormAndLayerNormAtRealSize() {
@@ -121,6 +155,37 @@ final class ModelsRealSizeTests: XCTestCase {
         }
         let y2 = random([1, 24, 24, 24, 24], seed: 6), g = random([24], seed: 7)
         assertClose(NetworkOps.channelLayerNorm(y2, gamma: g), y2.channelLayerNorm(gain: g.reshaped([24])), rel: 1e-5, "channel LayerNorm")
+    }
+
+    /// The AVX-512 build of the GroupNorm/SiLU/add passes gives bit-identical tensors and statistics to
+    /// the portable passes (odd sizes for the 16/8/scalar tails; UNet-style scale/shift too).
+    func testNormPassesAVX512AndPortableAreBitIdentical() throws {
+        try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
+        let saved = KernelContext.useAVX512
+        defer { KernelContext.useAVX512 = saved }
+        for shape in [[1, 32, 48, 48, 48], [2, 64, 5, 7, 9], [1, 32, 1, 1, 27]] {
+            let c = shape[1]
+            let x = random(shape, seed: 31, scale: 3), y = random(shape, seed: 32)
+            let w = random([c], seed: 33), b = random([c], seed: 34)
+            let scale = random([shape[0], c], seed: 35, scale: 0.2), shift = random([shape[0], c], seed: 36, scale: 0.2)
+            var results: [[Float]] = [], statistics: [[Double]] = []
+            for avx in [false, true] {
+                KernelContext.useAVX512 = avx
+                var h = x
+                let st = NetworkOps.addReturningStatistics(&h, y, groups: 32)
+                var n = NetworkOps.groupNormed(h, groups: 32, eps: 1e-6, weight: w, bias: b, silu: true, stats: st)
+                NetworkOps.groupNorm(&n, groups: 32, eps: 1e-5, weight: w, bias: b, scale: scale, shift: shift, silu: true)
+                var m = h
+                NetworkOps.groupNorm(&m, groups: 32, eps: 1e-6, weight: w, bias: b, silu: false)
+                var s = x
+                NetworkOps.silu(&s)
+                results.append(h.scalars + n.scalars + m.scalars + s.scalars)
+                statistics.append(st.mean + st.variance + NetworkOps.groupStatistics(x, groups: 32).variance)
+            }
+            XCTAssertEqual(results[0].count, results[1].count)
+            XCTAssertTrue(zip(results[0], results[1]).allSatisfy { $0.bitPattern == $1.bitPattern }, "\(shape): tensors differ")
+            XCTAssertEqual(statistics[0], statistics[1], "\(shape): statistics differ")
+        }
     }
 
     /// The SIMD exp over the whole float range against Float64 exp (clamped at −87.3/88.3 as documented),
@@ -251,4 +316,17 @@ final class ModelsWorkerModeTests: XCTestCase {
         let out = unet(try g.tensor("unet.input.x"), cond: try g.tensor("unet.input.cond"), timesteps: [2])
         assertClose(out, try g.tensor("unet.output.t2"), rel: 1e-4, "unet t2 (workers)")
     }
+}
+
+/// Runs `body` once per codebook snap implementation: the tiled GEMMs (portable, `useAVX512` off) and,
+/// on a CPU with AVX-512F, the fused AVX-512 search. Restores the settings after.
+func forEachSnapPath(_ body: (String) -> Void) {
+    let saved = (KernelContext.useAVX512, VQGAN3D.snapFused)
+    defer { KernelContext.useAVX512 = saved.0; VQGAN3D.snapFused = saved.1 }
+    KernelContext.useAVX512 = false
+    body("gemm")
+    guard CPUFeatures.hasAVX512F else { return }
+    KernelContext.useAVX512 = true
+    VQGAN3D.snapFused = true
+    body("fused")
 }

@@ -37,6 +37,7 @@ final class VQGANGoldenTests: XCTestCase {
         let idx = vq.quantize(z)
         let ref = try Safetensors.readInt64(path: Fixtures.difftumor("golden.safetensors"), key: "vqgan.quantize.indices")
         XCTAssertEqual(idx.map(Int64.init), ref.values)
+        forEachSnapPath { path in XCTAssertEqual(vq.quantize(z).map(Int64.init), ref.values, "\(path) snap") }
         let emb = vq.embed(idx, shape: [1, 4, 4, 4])
         // The reference stores the straight-through value (e − z) + z: equal to e up to rounding.
         assertClose(emb, try g.tensor("vqgan.quantize.embeddings"), rel: 1e-6, "quantize.embeddings")

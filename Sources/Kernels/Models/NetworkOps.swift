@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import KernelsAVX512
 
 /// The inference ops of the DiffTumor networks that the tensor ops of `Kernels` do not provide in
 /// this form: GroupNorm fused with the UNet's scale/shift and SiLU (in place or into a new tensor,
@@ -78,29 +79,14 @@ public enum NetworkOps {
         @inline(__always)
         mutating func add(_ p: UnsafePointer<Float>, _ n: Int) {
             guard n > 0 else { return }
-            let raw = UnsafeRawPointer(p)
-            var s0 = SIMD8<Float>.zero, s1 = SIMD8<Float>.zero
-            var j = 0
-            while j + 16 <= n {
-                s0 += raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
-                s1 += raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self)
-                j += 16
+            let s: Float, q: Float
+            if KernelContext.useAVX512 {
+                (s, q) = NormActivationAVX512.moments(p, n)   // the same sums, 16 lanes per load
+            } else {
+                (s, q) = NetworkOps.moments(p, n)
             }
-            var s = (s0 + s1).sum()
-            while j < n { s += p[j]; j += 1 }
+            // Chunk mean μ = s/n exactly; Σ(x−μ)² = Σ(x−c)² − n(c−μ)² with c = s/n in Float.
             let c = s / Float(n)
-            var q0 = SIMD8<Float>.zero, q1 = SIMD8<Float>.zero
-            j = 0
-            while j + 16 <= n {
-                let d0 = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - c
-                let d1 = raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self) - c
-                q0 += d0 * d0
-                q1 += d1 * d1
-                j += 16
-            }
-            var q = (q0 + q1).sum()
-            while j < n { let d = p[j] - c; q += d * d; j += 1 }
-            // Chunk mean μ = s/n exactly; Σ(x−μ)² = Σ(x−c)² − n(c−μ)².
             let nd = Double(n), mu = Double(s) / nd, off = Double(c) - mu
             let m2c = max(0, Double(q) - nd * off * off)
             let total = count + nd, delta = mu - mean
@@ -108,6 +94,35 @@ public enum NetworkOps {
             m2 += m2c + delta * delta * count * nd / total
             count = total
         }
+    }
+
+    /// Σ p[j] and Σ (p[j] − c)² with c = Σ p[j] / n: two SIMD8 accumulators (the first and second 8 of
+    /// every 16 floats), summed lane by lane, then the scalar tail.
+    @inline(__always)
+    static func moments(_ p: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+        let raw = UnsafeRawPointer(p)
+        var s0 = SIMD8<Float>.zero, s1 = SIMD8<Float>.zero
+        var j = 0
+        while j + 16 <= n {
+            s0 += raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self)
+            s1 += raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self)
+            j += 16
+        }
+        var s = (s0 + s1).sum()
+        while j < n { s += p[j]; j += 1 }
+        let c = s / Float(n)
+        var q0 = SIMD8<Float>.zero, q1 = SIMD8<Float>.zero
+        j = 0
+        while j + 16 <= n {
+            let d0 = raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self) - c
+            let d1 = raw.loadUnaligned(fromByteOffset: 4 * j + 32, as: SIMD8<Float>.self) - c
+            q0 += d0 * d0
+            q1 += d1 * d1
+            j += 16
+        }
+        var q = (q0 + q1).sum()
+        while j < n { let d = p[j] - c; q += d * d; j += 1 }
+        return (s, q)
     }
 
     /// Statistics of each (image, group) of `x`: one read of the tensor, over the worker threads.
@@ -173,6 +188,7 @@ public enum NetworkOps {
     /// d[i] += s[i].
     @inline(__always)
     static func addArrays(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        if KernelContext.useAVX512 { NormActivationAVX512.add(d, s, n); return }
         let dr = UnsafeMutableRawPointer(d), sr = UnsafeRawPointer(s)
         var j = 0
         while j + 8 <= n {
@@ -251,7 +267,8 @@ public enum NetworkOps {
     /// dst[i] = act(src[i] * a + o); `dst` may be `src`.
     @inline(__always)
     static func affine(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int, _ a: Float, _ o: Float, silu: Bool) {
-        var j = 0
+        // AVX-512: the same operations 16 lanes wide (bit-identical), then the scalar tail below.
+        var j = KernelContext.useAVX512 ? NormActivationAVX512.affine(src, dst, n, a, o, silu: silu) : 0
         let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
         if silu {
             while j + 8 <= n {

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import KernelsAVX512
 
 /// `SamePadConv3d` of the reference: replicate-pad a total of k−s per axis (front = ceil), then conv.
 public struct SamePadConv3d {
@@ -217,6 +218,13 @@ public final class VQGAN3D {
     nonisolated(unsafe) public static var snapWorkerGEMM = true
     nonisolated(unsafe) public static var snapTileRows = 1024
     nonisolated(unsafe) public static var snapTileCodes = 256
+    /// With `KernelContext.useAVX512` (and an 8-dim latent): the fused AVX-512 search instead of the
+    /// tiled GEMMs (`tumorbench networks snap-variants` compares them).
+    nonisolated(unsafe) public static var snapFused = true
+    /// Codes per L1 chunk of the fused search (augmented codebook chunk of 36 bytes per code).
+    nonisolated(unsafe) public static var snapChunkCodes = 512
+    /// Codes between two running-minimum checks of the fused search (multiple of 8, ≤ 256).
+    nonisolated(unsafe) public static var snapFusedTileCodes = 128
 
     /// Nearest codebook entry of each latent vector, as the reference's
     /// `argmin((‖z‖² − 2 z·e) + ‖e‖²)` with the first index on ties (`torch.argmin`).
@@ -239,6 +247,10 @@ public final class VQGAN3D {
             for b in 0..<B { for c in 0..<C { for s in 0..<S { rows[(b * S + s) * K + c] = zp[(b * C + c) * S + s] } } }
         }
         for r in 0..<N { var q: Float = 0; for c in 0..<C { q += rows[r * K + c] * rows[r * K + c] }; zz[r] = q }
+        if KernelContext.useAVX512 && VQGAN3D.snapFused && C == CodebookSnapAVX512.dimension && codes % 8 == 0 {
+            fusedSearch(z, zz: zz, into: &indices)
+            return indices
+        }
         let tileRows = max(1, VQGAN3D.snapTileRows), tileCodes = max(8, min(codes, VQGAN3D.snapTileCodes))
         let tiles = (N + tileRows - 1) / tileRows
         let maxNorm = codebookNorms.max() ?? 0
@@ -271,6 +283,42 @@ public final class VQGAN3D {
             }
         }}}}}}
         return indices
+    }
+
+    /// The AVX-512 snap (`CodebookSnapAVX512`): no product matrix; the latent transposed to
+    /// (dim, rows padded to 16) and the 16-row blocks split over the workers, each sweeping the
+    /// codebook in L1-sized chunks. Same candidates' exact re-scoring as the GEMM path, same indices.
+    func fusedSearch(_ z: Tensor, zz: [Float], into indices: inout [Int32]) {
+        let B = z.shape[0], C = z.shape[1], S = z.count / (B * C), N = B * S
+        let pitch = (N + 15) / 16 * 16, codes = architecture.codes
+        var zt = [Float](repeating: 0, count: C * pitch), zzp = [Float](repeating: 0, count: pitch)
+        z.withUnsafeBufferPointer { zp in
+            for b in 0..<B { for c in 0..<C { for s in 0..<S { zt[c * pitch + b * S + s] = zp[(b * C + c) * S + s] } } }
+        }
+        for r in 0..<N { zzp[r] = zz[r] }
+        var runningMin = [Float](repeating: .infinity, count: pitch), bestValue = runningMin
+        var bestIndex = [Int32](repeating: 0, count: pitch)
+        let maxNorm = codebookNorms.max() ?? 0, chunk = VQGAN3D.snapChunkCodes
+        zt.withUnsafeBufferPointer { ztp in
+        zzp.withUnsafeBufferPointer { zzb in
+        codebook.withUnsafeBufferPointer { ep in
+        codebookAugmented.withUnsafeBufferPointer { ap in
+        codebookNorms.withUnsafeBufferPointer { nb in
+        runningMin.withUnsafeMutableBufferPointer { rm in
+        bestValue.withUnsafeMutableBufferPointer { bv in
+        bestIndex.withUnsafeMutableBufferPointer { bi in
+            KernelContext.parallelFor(pitch / 16) { blocks in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: CodebookSnapAVX512.scratchCount)
+                defer { scratch.deallocate() }
+                CodebookSnapAVX512.search(latent: ztp.baseAddress!, pitch: pitch, squaredNorms: zzb.baseAddress!,
+                                          rows: (blocks.lowerBound * 16)..<(blocks.upperBound * 16), validRows: N,
+                                          codebook: ep.baseAddress!, augmented: ap.baseAddress!, norms: nb.baseAddress!,
+                                          maxNorm: maxNorm, codeRange: 0..<codes, tileCodes: VQGAN3D.snapFusedTileCodes, chunkCodes: chunk,
+                                          runningMin: rm.baseAddress!, bestValue: bv.baseAddress!, bestIndex: bi.baseAddress!,
+                                          scratch: scratch)
+            }
+        }}}}}}}}
+        for r in 0..<N { indices[r] = bestIndex[r] }
     }
 
     /// The codebook snap's inner loops (see `quantize`).
