@@ -134,17 +134,16 @@ public enum UnetAttentionCore {
 
     // MARK: - temporal attention core
 
-    /// One head of softmax attention along the F frames of a tile of 16 positions. `qkv` is the
-    /// channel-major tile: feature row r, frame t, lane l at `qkv[r·T + 16t + l]` with T = 16F; q, k, v of
-    /// this head start at rows `qRow`, `kRow`, `vRow` (dh rows each). q is scaled by `scale` and q, k
-    /// rotated in place (pairs (2i, 2i+1), i < `pairs`, angles `cos/sin[t·tablePairs + i]`), then
-    /// out[(oRow + e)·T + 16i + l] = Σ_j softmax_j(q_i · k_j + bias[i·F + j]) v[e][j].
-    /// `s` holds F·F·16 floats of scratch.
-    public static func temporalHead(qkv: P, frames F: Int, dimHead dh: Int, qRow: Int, kRow: Int, vRow: Int,
-                                    out: P, oRow: Int, scale: Float, cos: CP?, sin: CP?, tablePairs: Int, pairs: Int,
+    /// One head of softmax attention along the F frames of a tile of 16 positions, in the channel-major
+    /// tile layout: feature row r, frame t, lane l at `row_r[16t + l]`, rows T = 16F apart. q and k
+    /// (dh rows each) are scaled (q by `scale`) and rotated in place (pairs (2i, 2i+1), i < `pairs`,
+    /// angles `cos/sin[t·tablePairs + i]`); the values are `dv` rows at `v` (the head's v, or the
+    /// normalised input itself when the value projection is folded into the output projection):
+    /// out[e·T + 16i + l] = Σ_j softmax_j(q_i · k_j + bias[i·F + j]) v[e][j]. `s` holds F·F·16 floats.
+    public static func temporalHead(q: P, k: P, v: CP, frames F: Int, dimHead dh: Int, valueRows dv: Int,
+                                    out o: P, scale: Float, cos: CP?, sin: CP?, tablePairs: Int, pairs: Int,
                                     bias: CP?, s: P) {
         let L = 16, T = F * L
-        let q = qkv + qRow * T, k = qkv + kRow * T, v = qkv + vRow * T, o = out + oRow * T
         let sc = V16(repeating: scale)
         for d in 0..<dh {
             let row = q + d * T
@@ -210,11 +209,11 @@ public enum UnetAttentionCore {
         i0 = 0
         while i0 + 6 <= F {
             var e0 = 0
-            while e0 + 4 <= dh { values6x4(s, v, T, F, i0, e0, o); e0 += 4 }
-            while e0 < dh { for i in i0..<i0 + 6 { value(i, e0) }; e0 += 1 }
+            while e0 + 4 <= dv { values6x4(s, v, T, F, i0, e0, o); e0 += 4 }
+            while e0 < dv { for i in i0..<i0 + 6 { value(i, e0) }; e0 += 1 }
             i0 += 6
         }
-        for i in i0..<F { for e in 0..<dh { value(i, e) } }
+        for i in i0..<F { for e in 0..<dv { value(i, e) } }
     }
 
     /// Scores of a 6×4 block: s[((i0 + r)·F + j0 + u)·16 + l] = Σ_d q[d][i0 + r][l] · k[d][j0 + u][l].

@@ -151,8 +151,14 @@ enum UnetAttention {
         let w = min(workers, B * F)
         // AVX-512: the softmaxes, and the two projections when a frame is whole 16-lane groups.
         let avx = KernelContext.useAVX512, groups16 = avx && Pn % 16 == 0
+        // With C ≤ dh (level 0) the value projection is folded in: ctx_h Wo_hᵀ = (k_h xnᵀ)(Wo_h Wv_h)ᵀ.
+        let fold = C <= dh
+        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let projRows = fold ? 2 * hidden : 3 * hidden
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
+        folded.withUnsafeBufferPointer { fp in
+        let foldedW = fold ? fp.baseAddress : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
             let xn = blocks[worker]
@@ -165,10 +171,10 @@ enum UnetAttention {
             let yf = y + b * C * N + f * Pn
             layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
             if groups16 {
-                UnetAttentionCore.gemm(M: 3 * hidden, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn,
+                UnetAttentionCore.gemm(M: projRows, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn,
                                        groupStride: 16, accumulate: false)
             } else {
-                sgemm(M: 3 * hidden, N: Pn, K: C, A: wqkv, lda: C, B: xn, ldb: Pn, beta: 0, C: qkv, ldc: Pn)
+                sgemm(M: projRows, N: Pn, K: C, A: wqkv, lda: C, B: xn, ldb: Pn, beta: 0, C: qkv, ldc: Pn)
             }
             for h in 0..<heads {
                 let q = qkv + h * dh * Pn, k = qkv + (hidden + h * dh) * Pn, v = qkv + (2 * hidden + h * dh) * Pn
@@ -178,8 +184,14 @@ enum UnetAttention {
                     softmaxesPortable(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
                 }
                 // ctx[d][e] = Σ_n k[d][n] v[e][n]; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctx[d][e].
-                sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
-                sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
+                if let foldedW {
+                    // kx[d][c] = Σ_n k[d][n] xn[c][n]; m[:, h·dh + d] = Σ_c' A_h[:, c'] kx[d][c'].
+                    sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
+                    sgemm(true, M: C, N: dh, K: C, A: foldedW + h * C, lda: heads * C, B: ctx, ldb: C, beta: 0, C: m + h * dh, ldc: hidden)
+                } else {
+                    sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
+                    sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
+                }
             }
             for c in 0..<C {
                 let row = yf + c * N, bv = bout[c]
@@ -191,6 +203,7 @@ enum UnetAttention {
             } else {
                 sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
             }
+        }
         }
     }
 
@@ -376,14 +389,21 @@ enum UnetAttention {
         let tiles = (Pn + L - 1) / L
         let scale = Float(1) / Float(dh).squareRoot()
         let w = min(workers, B * tiles)
+        // With C ≤ dh (level 0) the value projection is folded into the output projection: the heads
+        // attend over the normalised input itself (C rows) and y += Σ_h (Wo_h Wv_h) o_h.
+        let fold = C <= dh
+        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
         scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
         let blocks = scratch.blocks
         let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
         let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
         cosT.withUnsafeBufferPointer { cp in
-            sinT.withUnsafeBufferPointer { sp in
+          sinT.withUnsafeBufferPointer { sp in
+            folded.withUnsafeBufferPointer { fp in
                 let cosP = rotary == nil ? nil : cp.baseAddress, sinP = rotary == nil ? nil : sp.baseAddress
                 let tablePairs = rotary?.pairs ?? 0
+                let wo = fold ? fp.baseAddress! : wout
                 UnetParallel.run(tasks: B * tiles, workers: w) { task, worker in
                     let b = task / tiles, p0 = (task % tiles) * L, n = min(L, Pn - p0)
                     let xn = blocks[worker]
@@ -396,20 +416,21 @@ enum UnetAttention {
                         layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: n, gamma: gamma)
                         if n < L { for c in 0..<C { (xn + c * T + f * L + n).update(repeating: 0, count: L - n) } }
                     }
-                    UnetAttentionCore.gemm(M: 3 * hidden, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qkv, ldc: T,
+                    UnetAttentionCore.gemm(M: projRows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qkv, ldc: T,
                                            groupStride: L, accumulate: false)
                     for h in 0..<heads {
-                        UnetAttentionCore.temporalHead(qkv: qkv, frames: F, dimHead: dh, qRow: h * dh, kRow: hidden + h * dh,
-                                                       vRow: 2 * hidden + h * dh, out: o, oRow: h * dh, scale: scale,
-                                                       cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs,
+                        UnetAttentionCore.temporalHead(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                       v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                       frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                       scale: scale, cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs,
                                                        bias: bias.map { $0 + h * F * F }, s: s)
                     }
                     if n == L {
                         // Column group f of the tile is frame f: y[c][f·Pn + p0 ..< +16] += (Wo · o)[c][16f ..< 16f + 16].
-                        UnetAttentionCore.gemm(M: C, N: T, K: hidden, a: wout, lda: hidden, b: o, ldb: T, c: yb, ldc: N,
+                        UnetAttentionCore.gemm(M: C, N: T, K: outK, a: wo, lda: outK, b: o, ldb: T, c: yb, ldc: N,
                                                groupStride: Pn, accumulate: true)
                     } else {
-                        UnetAttentionCore.gemm(M: C, N: T, K: hidden, a: wout, lda: hidden, b: o, ldb: T, c: tmp, ldc: T,
+                        UnetAttentionCore.gemm(M: C, N: T, K: outK, a: wo, lda: outK, b: o, ldb: T, c: tmp, ldc: T,
                                                groupStride: L, accumulate: false)
                         for c in 0..<C {
                             for f in 0..<F {
@@ -420,7 +441,28 @@ enum UnetAttention {
                     }
                 }
             }
+          }
         }
+    }
+
+    /// The output projection with the value projection folded in: A[c][h·C + c'] = Σ_e Wo[c][h·dh + e] ·
+    /// Wv[h·dh + e][c'] (C × heads·C), Wv being rows 2·heads·dh ..< 3·heads·dh of `wqkv`.
+    static func foldedOutputWeights(wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>, channels C: Int, heads: Int,
+                                    dimHead dh: Int) -> [Float] {
+        let hidden = heads * dh
+        var a = [Float](repeating: 0, count: C * heads * C)
+        a.withUnsafeMutableBufferPointer { ap in
+            for h in 0..<heads {
+                for e in 0..<dh {
+                    let wv = wqkv + (2 * hidden + h * dh + e) * C
+                    for c in 0..<C {
+                        let wo = wout[c * hidden + h * dh + e], row = ap.baseAddress! + c * heads * C + h * C
+                        for c2 in 0..<C { row[c2] += wo * wv[c2] }
+                    }
+                }
+            }
+        }
+        return a
     }
 }
 
