@@ -132,6 +132,52 @@ public enum UnetAttentionCore {
         st(c, acc ? ld(c) + c0 : c0)
     }
 
+    /// C (M × N) = A (M × K, row stride `lda`) · Bᵀ (B: N × K, row stride `ldb`) for K a multiple of 16:
+    /// dot products of rows (the spatial linear attention's contexts, K = the positions of a frame).
+    public static func gemmNT(M: Int, N: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int, c: P, ldc: Int) {
+        precondition(K % 16 == 0, "UnetAttentionCore.gemmNT: K = \(K) is not a multiple of 16")
+        var r = 0
+        while r + 4 <= M {
+            var j = 0
+            while j + 4 <= N { dots4x4(a + r * lda, lda, b + j * ldb, ldb, K, c + r * ldc + j, ldc); j += 4 }
+            while j < N { for i in r..<r + 4 { c[i * ldc + j] = dot(a + i * lda, b + j * ldb, K) }; j += 1 }
+            r += 4
+        }
+        while r < M {
+            for j in 0..<N { c[r * ldc + j] = dot(a + r * lda, b + j * ldb, K) }
+            r += 1
+        }
+    }
+
+    @inline(__always)
+    static func dot(_ a: CP, _ b: CP, _ K: Int) -> Float {
+        var acc = V16()
+        var k = 0
+        while k < K { acc.addProduct(ld(a + k), ld(b + k)); k += 16 }
+        return acc.sum()
+    }
+
+    @inline(never)
+    static func dots4x4(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c00 = V16(), c01 = V16(), c02 = V16(), c03 = V16()
+        var c10 = V16(), c11 = V16(), c12 = V16(), c13 = V16()
+        var c20 = V16(), c21 = V16(), c22 = V16(), c23 = V16()
+        var c30 = V16(), c31 = V16(), c32 = V16(), c33 = V16()
+        var k = 0
+        while k < K {
+            let b0 = ld(b + k), b1 = ld(b + ldb + k), b2 = ld(b + 2 * ldb + k), b3 = ld(b + 3 * ldb + k)
+            var x = ld(a + k); c00.addProduct(x, b0); c01.addProduct(x, b1); c02.addProduct(x, b2); c03.addProduct(x, b3)
+            x = ld(a + lda + k); c10.addProduct(x, b0); c11.addProduct(x, b1); c12.addProduct(x, b2); c13.addProduct(x, b3)
+            x = ld(a + 2 * lda + k); c20.addProduct(x, b0); c21.addProduct(x, b1); c22.addProduct(x, b2); c23.addProduct(x, b3)
+            x = ld(a + 3 * lda + k); c30.addProduct(x, b0); c31.addProduct(x, b1); c32.addProduct(x, b2); c33.addProduct(x, b3)
+            k += 16
+        }
+        c[0] = c00.sum(); c[1] = c01.sum(); c[2] = c02.sum(); c[3] = c03.sum()
+        c[ldc] = c10.sum(); c[ldc + 1] = c11.sum(); c[ldc + 2] = c12.sum(); c[ldc + 3] = c13.sum()
+        c[2 * ldc] = c20.sum(); c[2 * ldc + 1] = c21.sum(); c[2 * ldc + 2] = c22.sum(); c[2 * ldc + 3] = c23.sum()
+        c[3 * ldc] = c30.sum(); c[3 * ldc + 1] = c31.sum(); c[3 * ldc + 2] = c32.sum(); c[3 * ldc + 3] = c33.sum()
+    }
+
     // MARK: - temporal attention core
 
     /// One head of softmax attention along the F frames of a tile of 16 positions, in the channel-major

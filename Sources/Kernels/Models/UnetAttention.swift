@@ -186,10 +186,18 @@ enum UnetAttention {
                 // ctx[d][e] = Σ_n k[d][n] v[e][n]; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctx[d][e].
                 if let foldedW {
                     // kx[d][c] = Σ_n k[d][n] xn[c][n]; m[:, h·dh + d] = Σ_c' A_h[:, c'] kx[d][c'].
-                    sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
+                    if groups16 {
+                        UnetAttentionCore.gemmNT(M: dh, N: C, K: Pn, a: k, lda: Pn, b: xn, ldb: Pn, c: ctx, ldc: C)
+                    } else {
+                        sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
+                    }
                     sgemm(true, M: C, N: dh, K: C, A: foldedW + h * C, lda: heads * C, B: ctx, ldb: C, beta: 0, C: m + h * dh, ldc: hidden)
                 } else {
-                    sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
+                    if groups16 {
+                        UnetAttentionCore.gemmNT(M: dh, N: dh, K: Pn, a: k, lda: Pn, b: v, ldb: Pn, c: ctx, ldc: dh)
+                    } else {
+                        sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
+                    }
                     sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
                 }
             }
