@@ -49,6 +49,14 @@ final class Unet3DGoldenTests: XCTestCase {
         assertClose(out, try g.tensor("unet.output.t197"), rel: 1e-4, "output t197")
     }
 
+    /// The same per-block goldens through the portable (non-AVX-512) attention and convolution code.
+    func testEveryBlockAtT197PortablePath() throws {
+        let saved = KernelContext.useAVX512
+        defer { KernelContext.useAVX512 = saved }
+        KernelContext.useAVX512 = false
+        try testEveryBlockAtT197()
+    }
+
     func testOutputAtT2() throws {
         let g = try Fixtures.golden
         let unet = try Self.model.get()
@@ -81,7 +89,21 @@ final class Unet3DGoldenTests: XCTestCase {
 
     /// Temporal attention over 24 frames (the real latent depth) at 6×6 positions (4 full SIMD tiles
     /// and a partial one), batch 2, with rotary embedding and the relative position bias.
-    func testTemporalAttentionBlockOver24FramesAgainstFloat64() {
+    func testTemporalAttentionBlockOver24FramesAgainstFloat64() throws {
+        try Self.onBothPaths { checkTemporalAttentionBlock() }
+    }
+
+    /// Runs `body` on the portable path, then (if the CPU has it) on the AVX-512 path.
+    static func onBothPaths(_ body: () throws -> Void) throws {
+        let saved = KernelContext.useAVX512
+        defer { KernelContext.useAVX512 = saved }
+        KernelContext.useAVX512 = false
+        try body()
+        KernelContext.useAVX512 = true
+        if KernelContext.useAVX512 { try body() }
+    }
+
+    func checkTemporalAttentionBlock() {
         let (B, C, F, H, W, heads, dh) = (2, 24, 24, 6, 6, 8, 32)
         let P = H * W, S = F * P, hidden = heads * dh
         let x = random([B, C, F, H, W], seed: 21)
@@ -137,12 +159,21 @@ final class Unet3DGoldenTests: XCTestCase {
             }
         }
         let refT = Tensor(shape: x.shape, data: ref.map { Float($0) })
-        assertClose(delta(y, x), delta(refT, x), rel: 1e-5, "temporal attention block, 24 frames")
+        assertClose(delta(y, x), delta(refT, x), rel: 1e-5, "temporal attention block, 24 frames, AVX-512 \(KernelContext.useAVX512)")
     }
 
     /// Spatial linear attention at the real level-0 plane (24×24 positions), 24 frames, batch 2.
-    func testSpatialLinearAttentionBlockAtRealPlaneAgainstFloat64() {
-        let (B, C, F, H, W, heads, dh) = (2, 24, 24, 24, 24, 8, 32)
+    func testSpatialLinearAttentionBlockAtRealPlaneAgainstFloat64() throws {
+        try Self.onBothPaths { checkSpatialLinearAttentionBlock(H: 24, W: 24) }
+    }
+
+    /// A 6×6 plane: not whole 16-lane groups (the AVX-512 path's partial-vector softmaxes, BLAS projections).
+    func testSpatialLinearAttentionBlockAtSmallPlaneAgainstFloat64() throws {
+        try Self.onBothPaths { checkSpatialLinearAttentionBlock(H: 6, W: 6) }
+    }
+
+    func checkSpatialLinearAttentionBlock(H: Int, W: Int) {
+        let (B, C, F, heads, dh) = (2, 24, 24, 8, 32)
         let P = H * W, S = F * P, hidden = heads * dh
         let x = random([B, C, F, H, W], seed: 31)
         let gamma = random([C], seed: 32, scale: 0.5).scalars.map { 1 + $0 }
@@ -192,6 +223,6 @@ final class Unet3DGoldenTests: XCTestCase {
             }
         }
         let refT = Tensor(shape: x.shape, data: ref.map { Float($0) })
-        assertClose(delta(y, x), delta(refT, x), rel: 1e-5, "spatial linear attention block, 24×24 plane")
+        assertClose(delta(y, x), delta(refT, x), rel: 1e-5, "spatial linear attention block, \(H)×\(W) plane, AVX-512 \(KernelContext.useAVX512)")
     }
 }

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import KernelsAVX512
 
 /// Scratch memory of one Unet3D forward pass: one block of floats per worker, grown on demand and
 /// reused by every attention block of the pass (and, through `UnetScratchPool`, by later passes).
@@ -148,8 +149,16 @@ enum UnetAttention {
         let hidden = heads * dh, N = F * Pn
         let scale = Float(1) / Float(dh).squareRoot()
         let w = min(workers, B * F)
+        // AVX-512: the softmaxes, and the two projections when a frame is whole 16-lane groups.
+        let avx = KernelContext.useAVX512, groups16 = avx && Pn % 16 == 0
+        // With C ≤ dh (level 0) the value projection is folded in: ctx_h Wo_hᵀ = (k_h xnᵀ)(Wo_h Wv_h)ᵀ.
+        let fold = C <= dh
+        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let projRows = fold ? 2 * hidden : 3 * hidden
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
+        folded.withUnsafeBufferPointer { fp in
+        let foldedW = fold ? fp.baseAddress : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
             let xn = blocks[worker]
@@ -161,36 +170,71 @@ enum UnetAttention {
             let xf = x + b * C * N + f * Pn
             let yf = y + b * C * N + f * Pn
             layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
-            sgemm(M: 3 * hidden, N: Pn, K: C, A: wqkv, lda: C, B: xn, ldb: Pn, beta: 0, C: qkv, ldc: Pn)
+            if groups16 {
+                UnetAttentionCore.gemm(M: projRows, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn,
+                                       groupStride: 16, accumulate: false)
+            } else {
+                sgemm(M: projRows, N: Pn, K: C, A: wqkv, lda: C, B: xn, ldb: Pn, beta: 0, C: qkv, ldc: Pn)
+            }
             for h in 0..<heads {
                 let q = qkv + h * dh * Pn, k = qkv + (hidden + h * dh) * Pn, v = qkv + (2 * hidden + h * dh) * Pn
-                // q: softmax over the dh features at each position, × scale.
-                colMax.update(from: q, count: Pn)
-                for d in 1..<dh { AttentionOps.vmax(colMax, q + d * Pn, Pn) }
-                colSum.update(repeating: 0, count: Pn)
-                for d in 0..<dh {
-                    let r = q + d * Pn
-                    _ = AttentionOps.expInPlace(r, Pn, subtract: 0, minus: colMax)
-                    AttentionOps.vadd(colSum, r, Pn)
-                }
-                for n in 0..<Pn { colSum[n] = scale / colSum[n] }
-                for d in 0..<dh { AttentionOps.vmul(q + d * Pn, colSum, Pn) }
-                // k: softmax over positions for each feature.
-                for d in 0..<dh {
-                    let r = k + d * Pn
-                    let mx = rowMax(r, Pn)
-                    let inv = 1 / AttentionOps.expInPlace(r, Pn, subtract: mx)
-                    AttentionOps.vscale(r, inv, Pn)
+                if avx {
+                    UnetAttentionCore.linearSoftmaxes(q: q, k: k, positions: Pn, dimHead: dh, scale: scale)
+                } else {
+                    softmaxesPortable(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
                 }
                 // ctx[d][e] = Σ_n k[d][n] v[e][n]; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctx[d][e].
-                sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
-                sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
+                if let foldedW {
+                    // kx[d][c] = Σ_n k[d][n] xn[c][n]; m[:, h·dh + d] = Σ_c' A_h[:, c'] kx[d][c'].
+                    if groups16 {
+                        UnetAttentionCore.gemmNT(M: dh, N: C, K: Pn, a: k, lda: Pn, b: xn, ldb: Pn, c: ctx, ldc: C)
+                    } else {
+                        sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
+                    }
+                    sgemm(true, M: C, N: dh, K: C, A: foldedW + h * C, lda: heads * C, B: ctx, ldb: C, beta: 0, C: m + h * dh, ldc: hidden)
+                } else {
+                    if groups16 {
+                        UnetAttentionCore.gemmNT(M: dh, N: dh, K: Pn, a: k, lda: Pn, b: v, ldb: Pn, c: ctx, ldc: dh)
+                    } else {
+                        sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
+                    }
+                    sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
+                }
             }
             for c in 0..<C {
                 let row = yf + c * N, bv = bout[c]
                 for i in 0..<Pn { row[i] += bv }
             }
-            sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
+            if groups16 {
+                UnetAttentionCore.gemm(M: C, N: Pn, K: hidden, a: m, lda: hidden, b: qkv, ldb: Pn, c: yf, ldc: N,
+                                       groupStride: 16, accumulate: true)
+            } else {
+                sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
+            }
+        }
+        }
+    }
+
+    /// The two softmaxes of one head of the spatial linear attention (portable SIMD8 code), in place
+    /// on rows of `n` positions: q over the dh features at each position (× scale), k over the positions.
+    static func softmaxesPortable(q: P, k: P, positions Pn: Int, dimHead dh: Int, scale: Float, colMax: P, colSum: P) {
+        // q: softmax over the dh features at each position, × scale.
+        colMax.update(from: q, count: Pn)
+        for d in 1..<dh { AttentionOps.vmax(colMax, q + d * Pn, Pn) }
+        colSum.update(repeating: 0, count: Pn)
+        for d in 0..<dh {
+            let r = q + d * Pn
+            _ = AttentionOps.expInPlace(r, Pn, subtract: 0, minus: colMax)
+            AttentionOps.vadd(colSum, r, Pn)
+        }
+        for n in 0..<Pn { colSum[n] = scale / colSum[n] }
+        for d in 0..<dh { AttentionOps.vmul(q + d * Pn, colSum, Pn) }
+        // k: softmax over positions for each feature.
+        for d in 0..<dh {
+            let r = k + d * Pn
+            let mx = rowMax(r, Pn)
+            let inv = 1 / AttentionOps.expInPlace(r, Pn, subtract: mx)
+            AttentionOps.vscale(r, inv, Pn)
         }
     }
 
@@ -212,6 +256,11 @@ enum UnetAttention {
                          gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                          heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
                          scratch: UnetScratch, workers: Int) {
+        if KernelContext.useAVX512 {
+            temporal16(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
+                       heads: heads, dimHead: dh, rotary: rotary, bias: bias, scratch: scratch, workers: workers)
+            return
+        }
         let L = lanes, T = F * L, hidden = heads * dh, N = F * Pn
         let tiles = (Pn + L - 1) / L
         let scale = Float(1) / Float(dh).squareRoot()
@@ -335,6 +384,93 @@ enum UnetAttention {
                 }
             }
         }
+    }
+
+    /// `temporal` on AVX-512 (module `KernelsAVX512`): tiles of 16 positions, the projections as
+    /// 16-column-group GEMMs (the output projection adds straight into `y` for whole tiles) and the
+    /// attention core of each head in `UnetAttentionCore.temporalHead`. Same contract as `temporal`.
+    static func temporal16(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
+                           gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
+                           heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
+                           scratch: UnetScratch, workers: Int) {
+        let L = UnetAttentionCore.lanes, T = F * L, hidden = heads * dh, N = F * Pn
+        let tiles = (Pn + L - 1) / L
+        let scale = Float(1) / Float(dh).squareRoot()
+        let w = min(workers, B * tiles)
+        // With C ≤ dh (level 0) the value projection is folded into the output projection: the heads
+        // attend over the normalised input itself (C rows) and y += Σ_h (Wo_h Wv_h) o_h.
+        let fold = C <= dh
+        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
+        scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
+        let blocks = scratch.blocks
+        let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
+        let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
+        cosT.withUnsafeBufferPointer { cp in
+          sinT.withUnsafeBufferPointer { sp in
+            folded.withUnsafeBufferPointer { fp in
+                let cosP = rotary == nil ? nil : cp.baseAddress, sinP = rotary == nil ? nil : sp.baseAddress
+                let tablePairs = rotary?.pairs ?? 0
+                let wo = fold ? fp.baseAddress! : wout
+                UnetParallel.run(tasks: B * tiles, workers: w) { task, worker in
+                    let b = task / tiles, p0 = (task % tiles) * L, n = min(L, Pn - p0)
+                    let xn = blocks[worker]
+                    let qkv = xn + C * T
+                    let o = qkv + 3 * hidden * T
+                    let s = o + hidden * T
+                    let tmp = s + F * F * L
+                    let xb = x + b * C * N + p0, yb = y + b * C * N + p0
+                    for f in 0..<F {
+                        layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: n, gamma: gamma)
+                        if n < L { for c in 0..<C { (xn + c * T + f * L + n).update(repeating: 0, count: L - n) } }
+                    }
+                    UnetAttentionCore.gemm(M: projRows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qkv, ldc: T,
+                                           groupStride: L, accumulate: false)
+                    for h in 0..<heads {
+                        UnetAttentionCore.temporalHead(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                       v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                       frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                       scale: scale, cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs,
+                                                       bias: bias.map { $0 + h * F * F }, s: s)
+                    }
+                    if n == L {
+                        // Column group f of the tile is frame f: y[c][f·Pn + p0 ..< +16] += (Wo · o)[c][16f ..< 16f + 16].
+                        UnetAttentionCore.gemm(M: C, N: T, K: outK, a: wo, lda: outK, b: o, ldb: T, c: yb, ldc: N,
+                                               groupStride: Pn, accumulate: true)
+                    } else {
+                        UnetAttentionCore.gemm(M: C, N: T, K: outK, a: wo, lda: outK, b: o, ldb: T, c: tmp, ldc: T,
+                                               groupStride: L, accumulate: false)
+                        for c in 0..<C {
+                            for f in 0..<F {
+                                let dst = yb + c * N + f * Pn, src = tmp + c * T + f * L
+                                for l in 0..<n { dst[l] += src[l] }
+                            }
+                        }
+                    }
+                }
+            }
+          }
+        }
+    }
+
+    /// The output projection with the value projection folded in: A[c][h·C + c'] = Σ_e Wo[c][h·dh + e] ·
+    /// Wv[h·dh + e][c'] (C × heads·C), Wv being rows 2·heads·dh ..< 3·heads·dh of `wqkv`.
+    static func foldedOutputWeights(wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>, channels C: Int, heads: Int,
+                                    dimHead dh: Int) -> [Float] {
+        let hidden = heads * dh
+        var a = [Float](repeating: 0, count: C * heads * C)
+        a.withUnsafeMutableBufferPointer { ap in
+            for h in 0..<heads {
+                for e in 0..<dh {
+                    let wv = wqkv + (2 * hidden + h * dh + e) * C
+                    for c in 0..<C {
+                        let wo = wout[c * hidden + h * dh + e], row = ap.baseAddress! + c * heads * C + h * C
+                        for c2 in 0..<C { row[c2] += wo * wv[c2] }
+                    }
+                }
+            }
+        }
+        return a
     }
 }
 
