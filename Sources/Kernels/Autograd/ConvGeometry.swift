@@ -1,4 +1,5 @@
 import COpenBLAS
+import KernelsAVX512
 
 /// The geometry of a zero-padded 3-D convolution (PyTorch `Conv3d` cross-correlation, NCDHW)
 /// and its three products:
@@ -102,10 +103,30 @@ public struct ConvGeometry: Equatable, Sendable {
     /// handles a small N far better than a small M (Cout is 3…64 here), then transposed
     /// (measured against dY·colᵀ and against one GEMM per kernel tap without im2col:
     /// Benchmarks/results/trainer.md).
+    /// With `KernelContext.useAVX512` and `useDirectWeightGradient`, the direct AVX-512 kernel
+    /// (`KernelsAVX512.ConvWeightGradient`: no im2col buffer, partial sums in registers) instead.
     public func weightGradient(input x: Tensor, gradOutput dy: Tensor) -> Tensor {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && dy.shape == [n, outChannels] + outSize,
                      "conv weight gradient: input \(x.shape), grad \(dy.shape) do not match \(self)")
+        if KernelContext.useAVX512 && ConvGeometry.useDirectWeightGradient && outSpatial >= ConvGeometry.directWeightGradientMinPositions {
+            var dw = Tensor(uninitialized: [outChannels, inChannels] + kernel)
+            x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in dw.withUnsafeMutableBufferPointer { wp in
+                ConvWeightGradient.compute(input: xp.baseAddress!, channels: inChannels, inputDims: (inSize[0], inSize[1], inSize[2]),
+                                           gradOutput: gp.baseAddress!, outChannels: outChannels,
+                                           outputDims: (outSize[0], outSize[1], outSize[2]),
+                                           kernel: (kernel[0], kernel[1], kernel[2]), stride: (stride[0], stride[1], stride[2]),
+                                           padding: (padding[0], padding[1], padding[2]), batch: n,
+                                           weightGradient: wp.baseAddress!, threads: KernelContext.threads)
+            }}}
+            return dw
+        }
+        return gemmWeightGradient(input: x, gradOutput: dy)
+    }
+
+    /// The portable weight gradient: im2col tiles and `cblas_sgemm` (see `weightGradient`).
+    public func gemmWeightGradient(input x: Tensor, gradOutput dy: Tensor) -> Tensor {
+        let n = x.shape[0]
         var dwt = [Float](repeating: 0, count: rows * outChannels)
         let tile = tileColumns
         var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
@@ -151,6 +172,21 @@ public struct ConvGeometry: Equatable, Sendable {
     /// Stride-1 input gradients through `Tensor.convTranspose3d` (true) or through the flipped
     /// kernel's `Tensor.conv3d` (false, the default: measured faster, Benchmarks/results/trainer.md).
     nonisolated(unsafe) public static var useKernelsTransposedGradient = false
+
+    /// Weight gradients through the direct AVX-512 kernel when `KernelContext.useAVX512` (true,
+    /// the default) or always through im2col + `cblas_sgemm` (false; tests and A/B benchmarks).
+    nonisolated(unsafe) public static var useDirectWeightGradient = true
+
+    /// Smallest output (positions per image) that takes the direct weight gradient; smaller
+    /// outputs (the 6³ and 12³ levels: few positions, many channels) are GEMM-shaped and go
+    /// through im2col + sgemm (measured: Benchmarks/results/trainer.md). Tests set 0.
+    nonisolated(unsafe) public static var directWeightGradientMinPositions = 4096
+
+    /// Positions per kernel call of the direct weight gradient (tests vary it).
+    public static var directWeightGradientChunk: Int {
+        get { ConvWeightGradient.chunkPositions }
+        set { ConvWeightGradient.chunkPositions = newValue }
+    }
 }
 
 extension ConvGeometry {
