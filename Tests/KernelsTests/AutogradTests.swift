@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import Kernels
 
 /// Every backward rule against central finite differences of the forward op: the scalar is
@@ -173,6 +174,57 @@ final class AutogradTests: XCTestCase {
         // And through the tape, against finite differences.
         gradCheck(inputs: [logits], "diceCE", eps: 1e-2, rtol: 3e-2, weighted: false) { t, v in
             t.diceCELoss(logits: v[0], labels: labels)
+        }
+    }
+
+    /// The fused SIMD DiceCE (two workers, 8-voxel blocks with a ragged tail, batch 2, without the
+    /// background class too) against a plain Double evaluation of the same formulas.
+    func testFusedDiceCEMatchesPlainLoops() {
+        let savedThreads = KernelContext.threads
+        defer { KernelContext.threads = savedThreads }
+        KernelContext.threads = 2
+        let (n, c, inner) = (2, 3, 23 * 21 * 19)
+        let logits = random([n, c, 23, 21, 19], seed: 90, scale: 4)
+        var rng = SplitMix64(seed: 91)
+        let labels = (0..<(n * inner)).map { _ in UInt8(rng.next() % 3) }
+        for includeBackground in [true, false] {
+            var loss = DiceCELoss()
+            loss.includeBackground = includeBackground
+            let (value, grad) = loss.valueAndGradient(logits: logits, labels: labels)
+            let z = logits.scalars.map(Double.init)
+            var p = [Double](repeating: 0, count: z.count), ce = 0.0
+            for b in 0..<n { for i in 0..<inner {
+                let idx = (0..<c).map { (b * c + $0) * inner + i }
+                let m = idx.map { z[$0] }.max()!, e = idx.map { Foundation.exp(z[$0] - m) }, s = e.reduce(0, +)
+                for (k, j) in idx.enumerated() { p[j] = e[k] / s }
+                ce -= Foundation.log(p[idx[Int(labels[b * inner + i])]])
+            }}
+            let first = includeBackground ? 0 : 1, terms = Double(n * (c - first))
+            var dice = 0.0, dp = [Double](repeating: 0, count: z.count)
+            for b in 0..<n { for ch in first..<c {
+                var inter = 0.0, pSq = 0.0, gSq = 0.0
+                for i in 0..<inner {
+                    let pv = p[(b * c + ch) * inner + i], g = labels[b * inner + i] == ch ? 1.0 : 0
+                    inter += pv * g; pSq += pv * pv; gSq += g
+                }
+                let den = pSq + gSq + 1e-6
+                dice += 1 - 2 * inter / den
+                for i in 0..<inner {
+                    let k = (b * c + ch) * inner + i, g = labels[b * inner + i] == ch ? 1.0 : 0
+                    dp[k] = (-2 * g / den + 2 * inter * 2 * p[k] / (den * den)) / terms
+                }
+            }}
+            XCTAssertEqual(Double(value), dice / terms + ce / Double(n * inner), accuracy: 1e-5)
+            var expected = [Float](repeating: 0, count: z.count)
+            for b in 0..<n { for i in 0..<inner {
+                let idx = (0..<c).map { (b * c + $0) * inner + i }
+                let dot = idx.reduce(0.0) { $0 + p[$1] * dp[$1] }
+                for (ch, k) in idx.enumerated() {
+                    let g = Int(labels[b * inner + i]) == ch ? 1.0 : 0
+                    expected[k] = Float(p[k] * (dp[k] - dot) + (p[k] - g) / Double(n * inner))
+                }
+            }}
+            assertClose(grad.scalars, expected, atol: 1e-8, rtol: 1e-3, "DiceCE gradient, background \(includeBackground)")
         }
     }
 

@@ -221,15 +221,58 @@ extension Tensor {
     /// Σ over batch and space per channel (the bias gradient), shaped [C].
     func channelSums() -> Tensor {
         let (n, c) = (shape[0], shape[1]), inner = count / max(1, n * c)
+        var sums = [Double](repeating: 0, count: n * c)
+        withUnsafeBufferPointer { p in sums.withUnsafeMutableBufferPointer { sp in
+            let base = p.baseAddress!, out = sp.baseAddress!
+            AutogradParallel.forEach(n * c) { j in out[j] = Tensor.sum(base + j * inner, count: inner) }
+        }}
         var out = [Float](repeating: 0, count: c)
-        withUnsafeBufferPointer { p in
-            for b in 0..<n { for ch in 0..<c {
-                var s: Float = 0
-                let base = p.baseAddress! + (b * c + ch) * inner
-                for i in 0..<inner { s += base[i] }
-                out[ch] += s
-            }}
-        }
+        for j in 0..<(n * c) { out[j % c] += Float(sums[j]) }
         return Tensor(shape: [c], data: out)
+    }
+}
+
+extension Tensor {
+    /// Σ p[0..<count]: 16 float lanes, added into a Double every 1024 vectors.
+    static func sum(_ p: UnsafePointer<Float>, count: Int) -> Double {
+        var total = 0.0, acc = SIMD16<Float>(), i = 0, k = 0
+        while i + 16 <= count {
+            acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            i += 16; k += 1
+            if k == 1024 { total += Double(acc.sum()); acc = SIMD16<Float>(); k = 0 }
+        }
+        total += Double(acc.sum())
+        while i < count { total += Double(p[i]); i += 1 }
+        return total
+    }
+
+    /// (Σ p, Σ p·q) over 0..<count, as `sum`.
+    static func sumAndDot(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, count: Int) -> (Double, Double) {
+        var s = 0.0, d = 0.0, accS = SIMD16<Float>(), accD = SIMD16<Float>(), i = 0, k = 0
+        while i + 16 <= count {
+            let a = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            let b = UnsafeRawPointer(q + i).loadUnaligned(as: SIMD16<Float>.self)
+            accS += a; accD += a * b
+            i += 16; k += 1
+            if k == 1024 { s += Double(accS.sum()); d += Double(accD.sum()); accS = SIMD16<Float>(); accD = accS; k = 0 }
+        }
+        s += Double(accS.sum()); d += Double(accD.sum())
+        while i < count { s += Double(p[i]); d += Double(p[i] * q[i]); i += 1 }
+        return (s, d)
+    }
+
+    /// Σ (p − m)² over 0..<count, as `sum`.
+    static func squaredDeviation(_ p: UnsafePointer<Float>, mean m: Float, count: Int) -> Double {
+        var total = 0.0, acc = SIMD16<Float>(), i = 0, k = 0
+        let mv = SIMD16<Float>(repeating: m)
+        while i + 16 <= count {
+            let d = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) - mv
+            acc += d * d
+            i += 16; k += 1
+            if k == 1024 { total += Double(acc.sum()); acc = SIMD16<Float>(); k = 0 }
+        }
+        total += Double(acc.sum())
+        while i < count { let d = Double(p[i] - m); total += d * d; i += 1 }
+        return total
     }
 }

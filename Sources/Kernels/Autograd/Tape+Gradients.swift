@@ -61,8 +61,7 @@ extension Tape {
             let hb = hp.baseAddress!, db = dp.baseAddress!
             AutogradParallel.forEach(rstd.count) { j in
                 let h = hb + j * inner, d = db + j * inner
-                var sg = 0.0, sgh = 0.0
-                for i in 0..<inner { sg += Double(d[i]); sgh += Double(d[i] * h[i]) }
+                let (sg, sgh) = Tensor.sumAndDot(d, h, count: inner)
                 let mg = Float(sg / Double(inner)), mgh = Float(sgh / Double(inner)), r = rstd[j]
                 for i in 0..<inner { d[i] = r * (d[i] - mg - h[i] * mgh) }
             }
