@@ -3,10 +3,11 @@ import Kernels
 
 /// One training step (forward + backward + AdamW update) of the reference U-Net at batch 1,
 /// 96³, against raw sgemm throughput measured in the same run.
-/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1] [--transposed-dx] [--layers] [--ab]
+/// Usage: tumorbench trainer [--size 96] [--runs 10] [--threads 2] [--batch 1] [--transposed-dx] [--gemm-dw] [--layers] [--ab]
 /// (`--transposed-dx`: stride-1 input gradients through `Tensor.convTranspose3d` instead of the
-/// flipped kernel's `Tensor.conv3d`; `--layers`: print the per-layer profile of one step; `--ab`: the variants step by step in
-/// paired rounds, medians and per-product seconds.)
+/// flipped kernel's `Tensor.conv3d`; `--gemm-dw`: weight gradients through im2col + sgemm instead of
+/// the direct AVX-512 kernel; `--layers`: print the per-layer profile of one step; `--ab`: the direct and the im2col+sgemm weight
+/// gradients step by step in paired rounds, medians and per-product seconds.)
 enum TrainerBenchmark {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: Int) -> Int {
@@ -17,6 +18,9 @@ enum TrainerBenchmark {
         BLASCoreType.reexecIfUnrecognised()
         KernelContext.threads = threads
         ConvGeometry.useKernelsTransposedGradient = args.contains("--transposed-dx")
+        ConvGeometry.useDirectWeightGradient = !args.contains("--gemm-dw")
+        ConvGeometry.directWeightGradientMinPositions = opt("--dw-min", ConvGeometry.directWeightGradientMinPositions)
+        ConvGeometry.directWeightGradientChunk = opt("--dw-chunk", ConvGeometry.directWeightGradientChunk)
         let host = ProcessInfo.processInfo.hostName
         print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
         print("OpenBLAS core: \(BLASCoreType.current), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
@@ -49,8 +53,8 @@ enum TrainerBenchmark {
         if args.contains("--ab") {
             // Paired comparison under the same load: one step of each variant per round.
             let variants: [(String, () -> Void)] = [
-                ("default", { ConvGeometry.useKernelsTransposedGradient = false }),
-                ("--transposed-dx", { ConvGeometry.useKernelsTransposedGradient = true }),
+                ("default", { ConvGeometry.useDirectWeightGradient = true }),
+                ("gemm-dW", { ConvGeometry.useDirectWeightGradient = false }),
             ]
             var t: [String: [Double]] = [:]
             var layer: [String: [String: Double]] = [:]

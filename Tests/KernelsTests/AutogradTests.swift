@@ -1,25 +1,78 @@
 import XCTest
+import Foundation
 import Kernels
 
 /// Every backward rule against central finite differences of the forward op: the scalar is
 /// Σ r·op(inputs) with a fixed random r, so each rule is checked for a general output gradient.
 final class AutogradTests: XCTestCase {
     func testConv3dGradients() {
+        for avx in bothPaths() { KernelContext.useAVX512 = avx
         for (stride, padding, k) in [([1, 1, 1], [1, 1, 1], 3), ([2, 2, 2], [1, 1, 1], 3), ([1, 2, 2], [1, 0, 1], 3), ([1, 1, 1], [0, 0, 0], 1)] {
             gradCheck(inputs: [random([2, 3, 5, 6, 7], seed: 1), random([4, 3, k, k, k], seed: 2), random([4], seed: 3)],
                       "conv3d stride \(stride) padding \(padding) k \(k)") { t, v in
                 t.conv3d(v[0], weight: v[1], bias: v[2], stride: stride, padding: padding)
             }
         }
+        }
     }
 
     func testConvTranspose3dGradients() {
+        for avx in bothPaths() { KernelContext.useAVX512 = avx
         for (stride, padding, outPad) in [([2, 2, 2], [1, 1, 1], [1, 1, 1]), ([1, 1, 1], [1, 1, 1], [0, 0, 0]), ([2, 1, 2], [0, 1, 1], [1, 0, 0])] {
             gradCheck(inputs: [random([2, 3, 3, 4, 5], seed: 4), random([3, 2, 3, 3, 3], seed: 5), random([2], seed: 6)],
                       "convTranspose3d stride \(stride)") { t, v in
                 t.convTranspose3d(v[0], weight: v[1], bias: v[2], stride: stride, padding: padding, outputPadding: outPad)
             }
         }
+        }
+    }
+
+    /// The direct AVX-512 weight gradient (`ConvGeometry.weightGradient` on `KernelsAVX512.ConvWeightGradient`) equals the
+    /// im2col + sgemm one on odd sizes, strides (also larger than the kernel), paddings, non-cubic
+    /// kernels, a batch of 2, every tile shape (output channels 1, 3, 5, 8, 13) and several
+    /// position chunks per worker.
+    func testDirectWeightGradientMatchesGEMM() throws {
+        guard CPUFeatures.hasAVX512F else { throw XCTSkip("no AVX-512F on this CPU") }
+        let saved = (KernelContext.useAVX512, ConvGeometry.directWeightGradientChunk, ConvGeometry.directWeightGradientMinPositions)
+        defer {
+            KernelContext.useAVX512 = saved.0; ConvGeometry.directWeightGradientChunk = saved.1
+            ConvGeometry.directWeightGradientMinPositions = saved.2
+        }
+        KernelContext.useAVX512 = true
+        ConvGeometry.directWeightGradientMinPositions = 0
+        let cases: [(cin: Int, cout: Int, kernel: [Int], stride: [Int], padding: [Int], size: [Int])] = [
+            (3, 5, [3, 3, 3], [1, 1, 1], [1, 1, 1], [7, 9, 11]),
+            (2, 13, [3, 3, 3], [2, 2, 2], [1, 1, 1], [9, 8, 13]),
+            (4, 3, [3, 3, 3], [1, 2, 1], [0, 1, 2], [6, 11, 7]),
+            (1, 8, [3, 2, 1], [2, 1, 3], [1, 0, 0], [10, 7, 9]),
+            (5, 1, [1, 1, 1], [1, 1, 1], [0, 0, 0], [5, 6, 7]),
+            (3, 16, [3, 3, 3], [2, 2, 2], [1, 1, 1], [17, 15, 19]),
+            (6, 4, [2, 3, 3], [3, 2, 2], [1, 1, 0], [11, 9, 10]),
+        ]
+        for (i, c) in cases.enumerated() {
+            let geo = ConvGeometry(inChannels: c.cin, outChannels: c.cout, kernel: c.kernel, stride: c.stride,
+                                   padding: c.padding, inSize: c.size)
+            let x = random([2, c.cin] + c.size, seed: 40 + UInt64(i)), dy = random([2, c.cout] + geo.outSize, seed: 60 + UInt64(i))
+            let expected = geo.gemmWeightGradient(input: x, gradOutput: dy)
+            for chunk in [4096, 48] {
+                ConvGeometry.directWeightGradientChunk = chunk
+                for threads in [1, 2] {
+                    let savedThreads = KernelContext.threads
+                    KernelContext.threads = threads
+                    let dw = geo.weightGradient(input: x, gradOutput: dy)
+                    KernelContext.threads = savedThreads
+                    XCTAssertEqual(dw.shape, expected.shape)
+                    assertClose(dw.scalars, expected.scalars, atol: 1e-4, rtol: 1e-4,
+                                "dW \(geo.summary) padding \(c.padding) chunk \(chunk) threads \(threads)")
+                }
+            }
+        }
+        // The portable switch really takes the other path.
+        ConvGeometry.useDirectWeightGradient = false
+        defer { ConvGeometry.useDirectWeightGradient = true }
+        let geo = ConvGeometry(inChannels: 2, outChannels: 3, kernel: [3, 3, 3], stride: [1, 1, 1], padding: [1, 1, 1], inSize: [4, 5, 6])
+        let x = random([1, 2, 4, 5, 6], seed: 80), dy = random([1, 3, 4, 5, 6], seed: 81)
+        XCTAssertEqual(geo.weightGradient(input: x, gradOutput: dy).scalars, geo.gemmWeightGradient(input: x, gradOutput: dy).scalars)
     }
 
     /// The input gradient through `Tensor.convTranspose3d` and (stride 1) through the flipped
@@ -124,6 +177,57 @@ final class AutogradTests: XCTestCase {
         }
     }
 
+    /// The fused SIMD DiceCE (two workers, 8-voxel blocks with a ragged tail, batch 2, without the
+    /// background class too) against a plain Double evaluation of the same formulas.
+    func testFusedDiceCEMatchesPlainLoops() {
+        let savedThreads = KernelContext.threads
+        defer { KernelContext.threads = savedThreads }
+        KernelContext.threads = 2
+        let (n, c, inner) = (2, 3, 23 * 21 * 19)
+        let logits = random([n, c, 23, 21, 19], seed: 90, scale: 4)
+        var rng = SplitMix64(seed: 91)
+        let labels = (0..<(n * inner)).map { _ in UInt8(rng.next() % 3) }
+        for includeBackground in [true, false] {
+            var loss = DiceCELoss()
+            loss.includeBackground = includeBackground
+            let (value, grad) = loss.valueAndGradient(logits: logits, labels: labels)
+            let z = logits.scalars.map(Double.init)
+            var p = [Double](repeating: 0, count: z.count), ce = 0.0
+            for b in 0..<n { for i in 0..<inner {
+                let idx = (0..<c).map { (b * c + $0) * inner + i }
+                let m = idx.map { z[$0] }.max()!, e = idx.map { Foundation.exp(z[$0] - m) }, s = e.reduce(0, +)
+                for (k, j) in idx.enumerated() { p[j] = e[k] / s }
+                ce -= Foundation.log(p[idx[Int(labels[b * inner + i])]])
+            }}
+            let first = includeBackground ? 0 : 1, terms = Double(n * (c - first))
+            var dice = 0.0, dp = [Double](repeating: 0, count: z.count)
+            for b in 0..<n { for ch in first..<c {
+                var inter = 0.0, pSq = 0.0, gSq = 0.0
+                for i in 0..<inner {
+                    let pv = p[(b * c + ch) * inner + i], g = labels[b * inner + i] == ch ? 1.0 : 0
+                    inter += pv * g; pSq += pv * pv; gSq += g
+                }
+                let den = pSq + gSq + 1e-6
+                dice += 1 - 2 * inter / den
+                for i in 0..<inner {
+                    let k = (b * c + ch) * inner + i, g = labels[b * inner + i] == ch ? 1.0 : 0
+                    dp[k] = (-2 * g / den + 2 * inter * 2 * p[k] / (den * den)) / terms
+                }
+            }}
+            XCTAssertEqual(Double(value), dice / terms + ce / Double(n * inner), accuracy: 1e-5)
+            var expected = [Float](repeating: 0, count: z.count)
+            for b in 0..<n { for i in 0..<inner {
+                let idx = (0..<c).map { (b * c + $0) * inner + i }
+                let dot = idx.reduce(0.0) { $0 + p[$1] * dp[$1] }
+                for (ch, k) in idx.enumerated() {
+                    let g = Int(labels[b * inner + i]) == ch ? 1.0 : 0
+                    expected[k] = Float(p[k] * (dp[k] - dot) + (p[k] - g) / Double(n * inner))
+                }
+            }}
+            assertClose(grad.scalars, expected, atol: 1e-8, rtol: 1e-3, "DiceCE gradient, background \(includeBackground)")
+        }
+    }
+
     func testChainedGradientsAccumulate() {
         // A value used twice (x feeds both the conv and the residual add) sums its gradients.
         gradCheck(inputs: [random([1, 2, 4, 4, 4], seed: 17), random([2, 2, 3, 3, 3], seed: 18)], "residual") { t, v in
@@ -134,6 +238,18 @@ final class AutogradTests: XCTestCase {
 }
 
 // MARK: - Helpers
+
+/// The convolution paths to check: portable (`KernelContext.useAVX512 = false`) and, on an AVX-512
+/// CPU, the direct kernels (the direct weight gradient also on the small test sizes); the settings
+/// are restored when the test ends.
+extension XCTestCase {
+    func bothPaths() -> [Bool] {
+        let saved = (KernelContext.useAVX512, ConvGeometry.directWeightGradientMinPositions)
+        addTeardownBlock { KernelContext.useAVX512 = saved.0; ConvGeometry.directWeightGradientMinPositions = saved.1 }
+        ConvGeometry.directWeightGradientMinPositions = 0
+        return CPUFeatures.hasAVX512F ? [false, true] : [false]
+    }
+}
 
 func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
     var rng = SplitMix64(seed: seed)

@@ -60,9 +60,12 @@ final class UNetTests: XCTestCase {
         for s in net.specs where s.name.hasSuffix("adn.A.weight") { net.parameters[s.name] = Tensor(shape: [1], data: [1]) }
         let names = net.specs.map(\.name)
         let x = random([1, 1, 8, 8, 8], seed: 21)
-        gradCheck(inputs: [x] + names.map { net.parameters[$0]! }, "tiny UNet", eps: 1e-3, rtol: 3e-2, atol: 5e-3) { t, v in
-            let bound = Dictionary(uniqueKeysWithValues: zip(names, v.dropFirst()))
-            return net.forward(v[0], on: t, parameters: bound)
+        for avx in bothPaths() {
+            KernelContext.useAVX512 = avx
+            gradCheck(inputs: [x] + names.map { net.parameters[$0]! }, "tiny UNet avx512 \(avx)", eps: 1e-3, rtol: 3e-2, atol: 5e-3) { t, v in
+                let bound = Dictionary(uniqueKeysWithValues: zip(names, v.dropFirst()))
+                return net.forward(v[0], on: t, parameters: bound)
+            }
         }
     }
 }

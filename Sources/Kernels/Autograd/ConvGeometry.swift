@@ -1,4 +1,5 @@
 import COpenBLAS
+import KernelsAVX512
 
 /// The geometry of a zero-padded 3-D convolution (PyTorch `Conv3d` cross-correlation, NCDHW)
 /// and its three products:
@@ -102,10 +103,30 @@ public struct ConvGeometry: Equatable, Sendable {
     /// handles a small N far better than a small M (Cout is 3…64 here), then transposed
     /// (measured against dY·colᵀ and against one GEMM per kernel tap without im2col:
     /// Benchmarks/results/trainer.md).
+    /// With `KernelContext.useAVX512` and `useDirectWeightGradient`, the direct AVX-512 kernel
+    /// (`KernelsAVX512.ConvWeightGradient`: no im2col buffer, partial sums in registers) instead.
     public func weightGradient(input x: Tensor, gradOutput dy: Tensor) -> Tensor {
         let n = x.shape[0]
         precondition(x.shape == [n, inChannels] + inSize && dy.shape == [n, outChannels] + outSize,
                      "conv weight gradient: input \(x.shape), grad \(dy.shape) do not match \(self)")
+        if KernelContext.useAVX512 && ConvGeometry.useDirectWeightGradient && outSpatial >= ConvGeometry.directWeightGradientMinPositions {
+            var dw = Tensor(uninitialized: [outChannels, inChannels] + kernel)
+            x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { gp in dw.withUnsafeMutableBufferPointer { wp in
+                ConvWeightGradient.compute(input: xp.baseAddress!, channels: inChannels, inputDims: (inSize[0], inSize[1], inSize[2]),
+                                           gradOutput: gp.baseAddress!, outChannels: outChannels,
+                                           outputDims: (outSize[0], outSize[1], outSize[2]),
+                                           kernel: (kernel[0], kernel[1], kernel[2]), stride: (stride[0], stride[1], stride[2]),
+                                           padding: (padding[0], padding[1], padding[2]), batch: n,
+                                           weightGradient: wp.baseAddress!, threads: KernelContext.threads)
+            }}}
+            return dw
+        }
+        return gemmWeightGradient(input: x, gradOutput: dy)
+    }
+
+    /// The portable weight gradient: im2col tiles and `cblas_sgemm` (see `weightGradient`).
+    public func gemmWeightGradient(input x: Tensor, gradOutput dy: Tensor) -> Tensor {
+        let n = x.shape[0]
         var dwt = [Float](repeating: 0, count: rows * outChannels)
         let tile = tileColumns
         var col = [Float](unsafeUninitializedCapacity: rows * tile) { _, c in c = rows * tile }
@@ -151,6 +172,21 @@ public struct ConvGeometry: Equatable, Sendable {
     /// Stride-1 input gradients through `Tensor.convTranspose3d` (true) or through the flipped
     /// kernel's `Tensor.conv3d` (false, the default: measured faster, Benchmarks/results/trainer.md).
     nonisolated(unsafe) public static var useKernelsTransposedGradient = false
+
+    /// Weight gradients through the direct AVX-512 kernel when `KernelContext.useAVX512` (true,
+    /// the default) or always through im2col + `cblas_sgemm` (false; tests and A/B benchmarks).
+    nonisolated(unsafe) public static var useDirectWeightGradient = true
+
+    /// Smallest output (positions per image) that takes the direct weight gradient; smaller
+    /// outputs (the 6³ and 12³ levels: few positions, many channels) are GEMM-shaped and go
+    /// through im2col + sgemm (measured: Benchmarks/results/trainer.md). Tests set 0.
+    nonisolated(unsafe) public static var directWeightGradientMinPositions = 4096
+
+    /// Positions per kernel call of the direct weight gradient (tests vary it).
+    public static var directWeightGradientChunk: Int {
+        get { ConvWeightGradient.chunkPositions }
+        set { ConvWeightGradient.chunkPositions = newValue }
+    }
 }
 
 extension ConvGeometry {
@@ -185,15 +221,58 @@ extension Tensor {
     /// Σ over batch and space per channel (the bias gradient), shaped [C].
     func channelSums() -> Tensor {
         let (n, c) = (shape[0], shape[1]), inner = count / max(1, n * c)
+        var sums = [Double](repeating: 0, count: n * c)
+        withUnsafeBufferPointer { p in sums.withUnsafeMutableBufferPointer { sp in
+            let base = p.baseAddress!, out = sp.baseAddress!
+            AutogradParallel.forEach(n * c) { j in out[j] = Tensor.sum(base + j * inner, count: inner) }
+        }}
         var out = [Float](repeating: 0, count: c)
-        withUnsafeBufferPointer { p in
-            for b in 0..<n { for ch in 0..<c {
-                var s: Float = 0
-                let base = p.baseAddress! + (b * c + ch) * inner
-                for i in 0..<inner { s += base[i] }
-                out[ch] += s
-            }}
-        }
+        for j in 0..<(n * c) { out[j % c] += Float(sums[j]) }
         return Tensor(shape: [c], data: out)
+    }
+}
+
+extension Tensor {
+    /// Σ p[0..<count]: 16 float lanes, added into a Double every 1024 vectors.
+    static func sum(_ p: UnsafePointer<Float>, count: Int) -> Double {
+        var total = 0.0, acc = SIMD16<Float>(), i = 0, k = 0
+        while i + 16 <= count {
+            acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            i += 16; k += 1
+            if k == 1024 { total += Double(acc.sum()); acc = SIMD16<Float>(); k = 0 }
+        }
+        total += Double(acc.sum())
+        while i < count { total += Double(p[i]); i += 1 }
+        return total
+    }
+
+    /// (Σ p, Σ p·q) over 0..<count, as `sum`.
+    static func sumAndDot(_ p: UnsafePointer<Float>, _ q: UnsafePointer<Float>, count: Int) -> (Double, Double) {
+        var s = 0.0, d = 0.0, accS = SIMD16<Float>(), accD = SIMD16<Float>(), i = 0, k = 0
+        while i + 16 <= count {
+            let a = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            let b = UnsafeRawPointer(q + i).loadUnaligned(as: SIMD16<Float>.self)
+            accS += a; accD += a * b
+            i += 16; k += 1
+            if k == 1024 { s += Double(accS.sum()); d += Double(accD.sum()); accS = SIMD16<Float>(); accD = accS; k = 0 }
+        }
+        s += Double(accS.sum()); d += Double(accD.sum())
+        while i < count { s += Double(p[i]); d += Double(p[i] * q[i]); i += 1 }
+        return (s, d)
+    }
+
+    /// Σ (p − m)² over 0..<count, as `sum`.
+    static func squaredDeviation(_ p: UnsafePointer<Float>, mean m: Float, count: Int) -> Double {
+        var total = 0.0, acc = SIMD16<Float>(), i = 0, k = 0
+        let mv = SIMD16<Float>(repeating: m)
+        while i + 16 <= count {
+            let d = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self) - mv
+            acc += d * d
+            i += 16; k += 1
+            if k == 1024 { total += Double(acc.sum()); acc = SIMD16<Float>(); k = 0 }
+        }
+        total += Double(acc.sum())
+        while i < count { let d = Double(p[i] - m); total += d * d; i += 1 }
+        return total
     }
 }

@@ -47,11 +47,8 @@ extension Tape {
             mean.withUnsafeMutableBufferPointer { mp in rstd.withUnsafeMutableBufferPointer { rp in
                 AutogradParallel.forEach(n * c) { j in
                     let src = xb + j * inner, dst = yb + j * inner
-                    var s = 0.0
-                    for i in 0..<inner { s += Double(src[i]) }
-                    let m = Float(s / Double(inner))
-                    var v = 0.0
-                    for i in 0..<inner { let d = Double(src[i] - m); v += d * d }
+                    let m = Float(Tensor.sum(src, count: inner) / Double(inner))
+                    let v = Tensor.squaredDeviation(src, mean: m, count: inner)
                     let r = 1 / (Float(v / Double(inner)) + eps).squareRoot()
                     for i in 0..<inner { dst[i] = (src[i] - m) * r }
                     mp[j] = m; rp[j] = r
