@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Stages
 
 /// One training step (forward + backward + AdamW update) of the reference U-Net at batch 1,
 /// 96³, against raw sgemm throughput measured in the same run.
@@ -7,7 +8,8 @@ import Kernels
 /// (`--transposed-dx`: stride-1 input gradients through `Tensor.convTranspose3d` instead of the
 /// flipped kernel's `Tensor.conv3d`; `--gemm-dw`: weight gradients through im2col + sgemm instead of
 /// the direct AVX-512 kernel; `--layers`: print the per-layer profile of one step; `--ab`: the direct and the im2col+sgemm weight
-/// gradients step by step in paired rounds, medians and per-product seconds.)
+/// gradients step by step in paired rounds, medians and per-product seconds; `--no-malloc-tuning`: keep glibc's
+/// default allocator settings instead of `tumord`'s `MallocTuning.apply()`.)
 enum TrainerBenchmark {
     static func run(_ args: [String]) {
         func opt(_ name: String, _ d: Int) -> Int {
@@ -17,12 +19,16 @@ enum TrainerBenchmark {
         let size = opt("--size", 96), runs = opt("--runs", 10), threads = opt("--threads", 2), batch = opt("--batch", 1)
         BLASCoreType.reexecIfUnrecognised()
         KernelContext.threads = threads
+        // The allocator settings `tumord` runs the trainer stage with: freed activations stay in the
+        // heap for the next step instead of being unmapped and page-faulted in again.
+        let mallocTuned = !args.contains("--no-malloc-tuning")
+        if mallocTuned { MallocTuning.apply() }
         ConvGeometry.useKernelsTransposedGradient = args.contains("--transposed-dx")
         ConvGeometry.useDirectWeightGradient = !args.contains("--gemm-dw")
         ConvGeometry.directWeightGradientMinPositions = opt("--dw-min", ConvGeometry.directWeightGradientMinPositions)
         ConvGeometry.directWeightGradientChunk = opt("--dw-chunk", ConvGeometry.directWeightGradientChunk)
         let host = ProcessInfo.processInfo.hostName
-        print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads)")
+        print("machine: \(host), \(ProcessInfo.processInfo.activeProcessorCount) cores, threads \(threads), malloc \(mallocTuned ? "tuned as tumord" : "glibc default")")
         print("OpenBLAS core: \(BLASCoreType.current), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "(unset)")")
         if BLASCoreType.current == "Prescott" {
             print("!!! OpenBLAS runs its SSE3 (Prescott) kernels: rerun with OPENBLAS_CORETYPE=SkylakeX for AVX-512 !!!")

@@ -10,6 +10,14 @@ public enum AutogradParallel {
             for i in (count * c / chunks)..<(count * (c + 1) / chunks) { body(i) }
         }
     }
+
+    /// `body(lo, hi)` on `KernelContext.threads` contiguous ranges of 0..<count (elementwise
+    /// passes; below 64 Ki elements on the calling thread only).
+    public static func forRanges(_ count: Int, _ body: (Int, Int) -> Void) {
+        let chunks = count < 1 << 16 ? 1 : min(KernelContext.threads, count)
+        if chunks <= 1 { body(0, count); return }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in body(count * c / chunks, count * (c + 1) / chunks) }
+    }
 }
 
 extension Tensor {
@@ -17,7 +25,10 @@ extension Tensor {
     public mutating func accumulate(_ other: Tensor) {
         precondition(shape == other.shape, "accumulate: shapes \(shape) and \(other.shape) differ")
         other.withUnsafeBufferPointer { o in
-            withUnsafeMutableBufferPointer { p in for i in 0..<p.count { p[i] += o[i] } }
+            withUnsafeMutableBufferPointer { p in
+                let (ob, pb) = (o.baseAddress!, p.baseAddress!)
+                AutogradParallel.forRanges(p.count) { lo, hi in for i in lo..<hi { pb[i] += ob[i] } }
+            }
         }
     }
 }

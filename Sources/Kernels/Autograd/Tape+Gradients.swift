@@ -56,16 +56,18 @@ extension Tape {
 
     static func instanceNormBackward(normalized xhat: Tensor, rstd: [Float], gradOutput g: Tensor) -> Tensor {
         let inner = g.count / rstd.count
-        var dx = g
-        xhat.withUnsafeBufferPointer { hp in dx.withUnsafeMutableBufferPointer { dp in
-            let hb = hp.baseAddress!, db = dp.baseAddress!
+        // Into a fresh tensor: `g` is still referenced by the tape walk, so writing it in place
+        // would first copy it.
+        var dx = Tensor(uninitialized: g.shape)
+        xhat.withUnsafeBufferPointer { hp in g.withUnsafeBufferPointer { gp in dx.withUnsafeMutableBufferPointer { dp in
+            let hb = hp.baseAddress!, gb = gp.baseAddress!, db = dp.baseAddress!
             AutogradParallel.forEach(rstd.count) { j in
-                let h = hb + j * inner, d = db + j * inner
-                let (sg, sgh) = Tensor.sumAndDot(d, h, count: inner)
+                let h = hb + j * inner, gj = gb + j * inner, d = db + j * inner
+                let (sg, sgh) = Tensor.sumAndDot(gj, h, count: inner)
                 let mg = Float(sg / Double(inner)), mgh = Float(sgh / Double(inner)), r = rstd[j]
-                for i in 0..<inner { d[i] = r * (d[i] - mg - h[i] * mgh) }
+                for i in 0..<inner { d[i] = r * (gj[i] - mg - h[i] * mgh) }
             }
-        }}
+        }}}
         return dx
     }
 

@@ -82,8 +82,14 @@ extension Tape {
     }
 
     public func add(_ a: Variable, _ b: Variable) -> Variable {
-        var y = self[a]
-        y.accumulate(self[b])
+        let at = self[a], bt = self[b]
+        precondition(at.shape == bt.shape, "add: shapes \(at.shape) and \(bt.shape) differ")
+        // One pass into a fresh tensor (copying `a` first and adding `b` in place is two).
+        var y = Tensor(uninitialized: at.shape)
+        at.withUnsafeBufferPointer { ap in bt.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { yp in
+            let (ab, bb, yb) = (ap.baseAddress!, bp.baseAddress!, yp.baseAddress!)
+            AutogradParallel.forRanges(yp.count) { lo, hi in for i in lo..<hi { yb[i] = ab[i] + bb[i] } }
+        }}}
         return append(.add, [a, b], y)
     }
 

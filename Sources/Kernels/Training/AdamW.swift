@@ -22,17 +22,23 @@ public struct AdamW {
         step += 1
         let bc1 = 1 - powf(beta1, Float(step)), bc2 = 1 - powf(beta2, Float(step))
         for name in gradients.keys.sorted() {
-            guard let g = gradients[name], var p = parameters[name] else { continue }
+            // Taken out of the dictionaries so that the tensors are uniquely referenced and updated
+            // in place (no copy-on-write copy of every parameter and moment per step).
+            guard let g = gradients[name], var p = parameters.removeValue(forKey: name) else { continue }
             precondition(p.shape == g.shape, "AdamW: parameter \(name) \(p.shape) and gradient \(g.shape) differ")
-            var m = exp[name] ?? Tensor(zeros: p.shape), v = expSquared[name] ?? Tensor(zeros: p.shape)
+            var m = exp.removeValue(forKey: name) ?? Tensor(zeros: p.shape)
+            var v = expSquared.removeValue(forKey: name) ?? Tensor(zeros: p.shape)
             let (b1, b2, e, decay) = (beta1, beta2, eps, 1 - lr * weightDecay)
             g.withUnsafeBufferPointer { gp in m.withUnsafeMutableBufferPointer { mp in
                 v.withUnsafeMutableBufferPointer { vp in p.withUnsafeMutableBufferPointer { pp in
-                    for i in 0..<pp.count {
-                        pp[i] *= decay
-                        mp[i] = b1 * mp[i] + (1 - b1) * gp[i]
-                        vp[i] = b2 * vp[i] + (1 - b2) * gp[i] * gp[i]
-                        pp[i] -= lr * (mp[i] / bc1) / ((vp[i] / bc2).squareRoot() + e)
+                    let (gb, mb, vb, pb) = (gp.baseAddress!, mp.baseAddress!, vp.baseAddress!, pp.baseAddress!)
+                    AutogradParallel.forRanges(pp.count) { lo, hi in
+                        for i in lo..<hi {
+                            pb[i] *= decay
+                            mb[i] = b1 * mb[i] + (1 - b1) * gb[i]
+                            vb[i] = b2 * vb[i] + (1 - b2) * gb[i] * gb[i]
+                            pb[i] -= lr * (mb[i] / bc1) / ((vb[i] / bc2).squareRoot() + e)
+                        }
                     }
                 }}
             }}

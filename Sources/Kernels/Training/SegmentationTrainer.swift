@@ -68,9 +68,12 @@ public final class SegmentationTrainer {
         let grads = tape.gradients(of: loss)
         var byName: [String: Tensor] = [:]
         for (name, v) in bound { if let g = grads[v] { byName[name] = g } }
+        lastLoss = tape[loss][flat: 0]
+        // Drop the activations and the tape's references to the parameters before the update, so
+        // that AdamW updates the parameters in place.
+        tape.nodes.removeAll()
         let lr = Float(config.schedule.lr(step: optimizer.step))
         optimizer.update(parameters: &model.parameters, gradients: byName, lr: lr)
-        lastLoss = tape[loss][flat: 0]
         return lastLoss
     }
 
