@@ -7,6 +7,8 @@
 //   cp scripts/direct_conv_ab.swift /tmp/kb/new/main.swift      # top-level code must be main.swift
 //   swiftc -O -Ounchecked -target-cpu skylake-avx512 -module-name KB /tmp/kb/new/*.swift -o /tmp/kb/kb_new
 //   /tmp/kb/kb_new [c96 c48 c48s c24 t96 t48]     # env: T (threads, 2), BAND, CHUNK (KiB)
+//   env FRESH=1: a fresh output array every run (first-touch page faults, like a Tensor output);
+//   FRESH=1 HUGE=1: that array advised MADV_HUGEPAGE (14) first, like KernelContext.hugePageOutputs.
 //
 // Build a second binary from another commit's Sources/KernelsAVX512 (drop the BAND line there if
 // it predates `bandPositions`) and alternate the two. Checksums must agree between versions.
@@ -35,7 +37,19 @@ for c in all where args.isEmpty || args.contains(c.name) {
     let wcount = c.cin * c.cout * c.k.0 * c.k.1 * c.k.2
     let w = rnd(wcount, 2), b = rnd(c.cout, 3)
     var y = [Float](repeating: 0, count: c.cout * c.out * c.out * c.out)
+    let fresh = ProcessInfo.processInfo.environment["FRESH"] != nil, huge = ProcessInfo.processInfo.environment["HUGE"] != nil
     let body = {
+        if fresh {
+            y = [Float]()
+            let n = c.cout * c.out * c.out * c.out
+            y = [Float](unsafeUninitializedCapacity: n) { buf, cnt in
+                if huge {
+                    let a = (Int(bitPattern: buf.baseAddress!) + 4095) & ~4095
+                    let e = (Int(bitPattern: buf.baseAddress! + n)) & ~4095
+                    _ = madvise(UnsafeMutableRawPointer(bitPattern: a), e - a, 14)
+                }
+                cnt = n }
+        }
         x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in b.withUnsafeBufferPointer { bp in y.withUnsafeMutableBufferPointer { yp in
             if c.t {
                 DirectConvolution.convTranspose3d(input: xp.baseAddress!, channels: c.cin, inputDims: (c.inp, c.inp, c.inp), weight: wp.baseAddress!, weightOutChannels: c.cout, outChannels: c.cout, kernel: c.k, stride: (2,2,2), padding: (3,3,3), bias: bp.baseAddress!, output: yp.baseAddress!, outputDims: (c.out, c.out, c.out), threads: threads)

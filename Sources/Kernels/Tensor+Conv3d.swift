@@ -25,6 +25,7 @@ extension Tensor {
         let outSpatial = outDims.0 * outDims.1 * outDims.2
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outDims.0, outDims.1, outDims.2])
+        out.withMutablePointer { KernelContext.adviseHugePages($0, count: n * cout * outSpatial) }
         let cinG = cin / groups, coutG = cout / groups
         let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
         if Tensor.conv3dDirect(outDims: outDims, kernel: kernel, stride: stride, channels: cinG, outChannels: coutG) {
@@ -117,6 +118,7 @@ extension Tensor {
         let outSpatial = outSizes.reduce(1, *)
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
+        out.withMutablePointer { KernelContext.adviseHugePages($0, count: n * cout * outSpatial) }
         if Tensor.convTranspose3dDirect(outSizes: outSizes, kernel: kernel, stride: stride) {
             let kVol = kernel.reduce(1, *)
             withPointer { x in weight.withPointer { w in out.withMutablePointer { y in

@@ -245,6 +245,32 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    func testHugePageOutputsGiveTheSameResult() {
+        // Outputs of 8 MiB (past the 4 MiB threshold): advised huge pages or not, same numbers.
+        forEachConvolutionPath { path in
+            var rng = SeededRandom(seed: 11)
+            let x = rng.tensor([1, 4, 32, 32, 32])
+            let w = rng.tensor([4, 8, 4, 4, 4])
+            let w3 = rng.tensor([8, 4, 3, 3, 3])
+            let w1 = rng.tensor([8, 8, 1, 1, 1])
+            let saved = KernelContext.hugePageOutputs
+            KernelContext.hugePageOutputs = true
+            let hugeT = x.convTranspose3d(weight: w, stride: [2, 2, 2], padding: [1, 1, 1])
+            let huge = hugeT.conv3d(weight: w1)
+            let huge3 = x.padded(.uniform(16)).conv3d(weight: w3, padding: .uniform(1, mode: .replicate))
+            KernelContext.hugePageOutputs = false
+            let plainT = x.convTranspose3d(weight: w, stride: [2, 2, 2], padding: [1, 1, 1])
+            let plain = plainT.conv3d(weight: w1)
+            let plain3 = x.padded(.uniform(16)).conv3d(weight: w3, padding: .uniform(1, mode: .replicate))
+            KernelContext.hugePageOutputs = saved
+            XCTAssertEqual(hugeT.shape, [1, 8, 64, 64, 64])
+            XCTAssertEqual(huge3.shape, [1, 8, 64, 64, 64])
+            assertClose(hugeT, plainT, rtol: 0, atol: 0)
+            assertClose(huge, plain, rtol: 0, atol: 0)
+            assertClose(huge3, plain3, rtol: 0, atol: 0)
+        }
+    }
+
     func testConvTranspose3dMatchesScatterDefinition() {
         forEachConvolutionPath { path in
             var rng = SeededRandom(seed: 4)
