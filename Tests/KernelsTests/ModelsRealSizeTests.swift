@@ -238,16 +238,7 @@ final class ModelsRealSizeTests: XCTestCase {
                     let row = (g + t * groups) * 3 * hidden + part * hidden + h * dh
                     var v = (0..<dh).map { Double(qv[row + $0]) }
                     if part == 0 { v = v.map { $0 * scale } }
-                    if rotate {
-                        var r = v
-                        for i in 0..<16 {
-                            let a = Double(t) * Double(freqs[i])
-                            r[2 * i] = v[2 * i] * cos(a) - v[2 * i + 1] * sin(a)
-                            r[2 * i + 1] = v[2 * i + 1] * cos(a) + v[2 * i] * sin(a)
-                        }
-                        v = r
-                    }
-                    return v
+                    return rotate ? rotaryInFloat64(v, position: t, freqs: freqs) : v
                 }
                 for i in 0..<T {
                     let q = vec(i, 0, rotate: true)

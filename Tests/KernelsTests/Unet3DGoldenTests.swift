@@ -130,16 +130,7 @@ final class Unet3DGoldenTests: XCTestCase {
                     func vec(_ t: Int, _ part: Int) -> [Double] {
                         var v = Array(qkv[t][(part * hidden + h * dh)..<(part * hidden + h * dh + dh)])
                         if part == 0 { v = v.map { $0 / Double(dh).squareRoot() } }
-                        if part < 2 {
-                            var r = v
-                            for i in 0..<16 {
-                                let a = Double(t) * Double(freqs[i])
-                                r[2 * i] = v[2 * i] * cos(a) - v[2 * i + 1] * sin(a)
-                                r[2 * i + 1] = v[2 * i + 1] * cos(a) + v[2 * i] * sin(a)
-                            }
-                            v = r
-                        }
-                        return v
+                        return part < 2 ? rotaryInFloat64(v, position: t, freqs: freqs) : v
                     }
                     let ks = (0..<F).map { vec($0, 1) }, vs = (0..<F).map { vec($0, 2) }
                     for i in 0..<F {
@@ -225,4 +216,16 @@ final class Unet3DGoldenTests: XCTestCase {
         let refT = Tensor(shape: x.shape, data: ref.map { Float($0) })
         assertClose(delta(y, x), delta(refT, x), rel: 1e-5, "spatial linear attention block, \(H)×\(W) plane, AVX-512 \(KernelContext.useAVX512)")
     }
+}
+
+/// The reference's rotary embedding of one head vector at a frame position, in float64: each pair
+/// (2i, 2i+1) of the first 2·freqs.count components turned by position × freqs[i].
+func rotaryInFloat64(_ v: [Double], position t: Int, freqs: [Float]) -> [Double] {
+    var r = v
+    for i in freqs.indices {
+        let a = Double(t) * Double(freqs[i])
+        r[2 * i] = v[2 * i] * cos(a) - v[2 * i + 1] * sin(a)
+        r[2 * i + 1] = v[2 * i + 1] * cos(a) + v[2 * i] * sin(a)
+    }
+    return r
 }
