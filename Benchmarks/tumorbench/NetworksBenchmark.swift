@@ -123,19 +123,23 @@ enum NetworksBenchmark {
         if selected.contains("snap-variants") {
             VQGAN3D.snapFused = false
             let reference = engine.autoencoder.quantize(z)
+            /// Median and best wall seconds, CPU seconds per call, and whether every call gave the reference indices.
+            func timeSnap() -> (median: Double, best: Double, cpu: Double, same: Bool) {
+                var same = true
+                let cpu0 = UnetProfile.cpuSeconds()
+                let (median, best, _) = time(runsOverride ?? 10) {
+                    let idx = engine.autoencoder.quantize(z)
+                    same = same && idx == reference
+                    return Float(idx.reduce(0) { $0 &+ Int($1) })
+                }
+                return (median, best, (UnetProfile.cpuSeconds() - cpu0) / Double((runsOverride ?? 10) + 1), same)
+            }
             if KernelContext.useAVX512 {
                 VQGAN3D.snapFused = true
                 for (tile, chunk) in [(64, 512), (128, 512), (256, 512), (128, 1024), (256, 2048)] {
                     VQGAN3D.snapChunkCodes = chunk
                     VQGAN3D.snapFusedTileCodes = tile
-                    var same = true
-                    let cpu0 = UnetProfile.cpuSeconds()
-                    let (median, best, _) = time(runsOverride ?? 10) {
-                        let idx = engine.autoencoder.quantize(z)
-                        same = same && idx == reference
-                        return Float(idx.reduce(0) { $0 &+ Int($1) })
-                    }
-                    let cpu = (UnetProfile.cpuSeconds() - cpu0) / Double((runsOverride ?? 10) + 1)
+                    let (median, best, cpu, same) = timeSnap()
                     print(String(format: "snap fused AVX-512, tile %3d codes, L1 chunk %5d codes: median %.1f ms, min %.1f ms, CPU %.1f ms per call%@",
                                  tile, chunk, median * 1e3, best * 1e3, cpu * 1e3, same ? "" : "  (indices differ from the GEMM path!)"))
                 }
@@ -148,14 +152,7 @@ enum NetworksBenchmark {
                     VQGAN3D.snapWorkerGEMM = workers
                     VQGAN3D.snapTileRows = rows
                     VQGAN3D.snapTileCodes = codes
-                    var same = true
-                    let cpu0 = UnetProfile.cpuSeconds()
-                    let (median, best, _) = time(runsOverride ?? 10) {
-                        let idx = engine.autoencoder.quantize(z)
-                        same = same && idx == reference
-                        return Float(idx.reduce(0) { $0 &+ Int($1) })
-                    }
-                    let cpu = (UnetProfile.cpuSeconds() - cpu0) / Double((runsOverride ?? 10) + 1)
+                    let (median, best, cpu, same) = timeSnap()
                     print(String(format: "snap %@ tile %4d rows × %5d codes: median %.1f ms, min %.1f ms, CPU %.1f ms per call%@",
                                  workers ? "worker GEMMs   " : "one-thread GEMM", rows, codes, median * 1e3, best * 1e3, cpu * 1e3,
                                  same ? "" : "  (indices differ!)"))
