@@ -69,6 +69,7 @@ enum NetworksBenchmark {
         // Default: freed 113 MB activations stay in the heap for the next call (NetworkOps.reuseLargeAllocations);
         // `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
         var heapReuse = true
+        var abSpec = "plane=0,40"
         var i = 0
         while i < args.count {
             switch args[i] {
@@ -77,6 +78,7 @@ enum NetworksBenchmark {
             case "--blas-threads": blasThreads = Int(args[i + 1]) ?? 1; i += 1
             case "--kernel-threads": kernelThreads = Int(args[i + 1]) ?? 1; i += 1
             case "--mmap": heapReuse = false
+            case "--ab": abSpec = args[i + 1]; i += 1
             default: selected.append(args[i])
             }
             i += 1
@@ -166,6 +168,9 @@ enum NetworksBenchmark {
         if selected.contains("early-profile") || selected.contains("medium-profile") {
             SynthesisProfile.run(engine, ct: ct, mask: mask, early: selected.contains("early-profile"),
                                  medium: selected.contains("medium-profile"), runs: runsOverride ?? 3)
+        }
+        if selected.contains("unet-ab") {
+            try UnetAB.run(engine.noearly!.denoiser, x: xT, cond: cond, spec: abSpec, rounds: runsOverride ?? 15)
         }
         if selected.contains("unet-profile") {
             UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)

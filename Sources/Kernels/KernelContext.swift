@@ -38,6 +38,12 @@ public enum KernelContext {
     /// where the GEMM lowering is expected to be faster (tiny planes; see `Tensor.directPays`).
     nonisolated(unsafe) public static var forceDirectConvolution = false
 
+    /// Convolutions whose output planes have at most this many positions (and whose whole im2col
+    /// fits `threads × im2colTileBytes`) run as one im2col GEMM over every plane at once
+    /// (`wholeIm2colConvolution`): the Unet's 3×3 and 6×6 levels. 0 turns it off. Measured over a
+    /// Unet step (`tumorbench networks unet-ab --ab plane=0,9,40`): 40 and 9 level, 0 about 11% slower.
+    nonisolated(unsafe) public static var wholeIm2colMaxPlane = 40
+
     /// L1 budget (bytes) of one channel chunk of the direct kernels; 0: whole channel range at once.
     public static var directChannelChunkBytes: Int {
         get { DirectConvolution.channelChunkBytes }

@@ -28,6 +28,18 @@ extension Tensor {
         out.withMutablePointer { KernelContext.adviseHugePages($0, count: n * cout * outSpatial) }
         let cinG = cin / groups, coutG = cout / groups
         let (kD, kH, kW) = (kernel[0], kernel[1], kernel[2])
+        if Tensor.conv3dWholeIm2col(outDims: outDims, kernel: kernel, channels: cinG) {
+            let inDims = (shape[2], shape[3], shape[4])
+            withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
+                let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
+                for b in 0..<n { for g in 0..<groups {
+                    wholeIm2colConvolution(input: x + (b * cin + g * cinG) * inSpatial, channels: cinG, inputDims: inDims,
+                                           dims: dims, weights: w + g * coutG * cinG * kD * kH * kW, outChannels: coutG,
+                                           bias: bp.map { $0 + g * coutG }, output: y + (b * cout + g * coutG) * outSpatial)
+                }}
+            }}}
+            return out
+        }
         if Tensor.conv3dDirect(outDims: outDims, kernel: kernel, stride: stride, channels: cinG, outChannels: coutG) {
             let inDims = (shape[2], shape[3], shape[4])
             let kVol = kD * kH * kW
@@ -202,6 +214,15 @@ extension Tensor {
             o[i] = grown - 2 * padding[i] + outputPadding[i]
         }
         return Tensor.convTranspose3dDirect(outSizes: o, kernel: kernel, stride: stride)
+    }
+
+    /// Whether the whole output is one im2col GEMM (`wholeIm2colConvolution`): planes of at most
+    /// `KernelContext.wholeIm2colMaxPlane` positions whose whole im2col fits the workers' tile budget.
+    static func conv3dWholeIm2col(outDims: (Int, Int, Int), kernel: [Int], channels: Int) -> Bool {
+        if KernelContext.useAVX512 && KernelContext.forceDirectConvolution { return false }
+        guard outDims.1 * outDims.2 <= KernelContext.wholeIm2colMaxPlane else { return false }
+        return wholeIm2colFloats(channels: channels, kernel: kernel, outputDims: outDims) * 4
+            <= KernelContext.threads * KernelContext.im2colTileBytes
     }
 
     static func conv3dDirect(outDims: (Int, Int, Int), kernel: [Int], stride: [Int], channels: Int, outChannels: Int) -> Bool {

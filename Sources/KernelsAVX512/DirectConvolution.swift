@@ -66,6 +66,13 @@ public enum DirectConvolution {
         let phases = s[0] * s[1] * s[2]
         let channels = cin * phases
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
+        let virtual = VirtualInput(step: stride, front: front, replicate: replicate)
+        if phases == 1 {
+            // Stride 1: W′ is w itself.
+            run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
+                weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads)
+            return
+        }
         let tapCount = taps[0] * taps[1] * taps[2]
         var packed = [Float](repeating: 0, count: cout * channels * tapCount)
         for co in 0..<cout { for ci in 0..<cin {
@@ -79,7 +86,6 @@ public enum DirectConvolution {
                 }}}
             }}}
         }}
-        let virtual = VirtualInput(step: stride, front: front, replicate: replicate)
         packed.withUnsafeBufferPointer { p in
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
                 weights: [p.baseAddress!], outChannels: cout, bias: bias, output: y, outputDims: outputDims,

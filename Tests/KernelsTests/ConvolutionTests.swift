@@ -69,14 +69,22 @@ func naiveConvTranspose3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [
     return Tensor(shape: [n, cout] + o, data: y.map { Float($0) })
 }
 
-/// Runs `body` once per convolution lowering: the portable im2col + sgemm path, and (on a CPU with
-/// AVX-512F) the direct AVX-512 kernels forced for every shape. Restores the settings after.
+/// Runs `body` once per convolution lowering: the portable tiled im2col + sgemm path, the
+/// whole-output im2col GEMM taken for every shape it can hold, and (on a CPU with AVX-512F) the direct
+/// AVX-512 kernels forced for every shape. Restores the settings after.
 func forEachConvolutionPath(_ body: (String) -> Void) {
-    let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution)
-    defer { KernelContext.useAVX512 = saved.0; KernelContext.forceDirectConvolution = saved.1 }
+    let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution, KernelContext.wholeIm2colMaxPlane)
+    defer {
+        KernelContext.useAVX512 = saved.0; KernelContext.forceDirectConvolution = saved.1
+        KernelContext.wholeIm2colMaxPlane = saved.2
+    }
     KernelContext.useAVX512 = false
     KernelContext.forceDirectConvolution = false
+    KernelContext.wholeIm2colMaxPlane = 0
     body("gemm")
+    KernelContext.wholeIm2colMaxPlane = Int.max
+    body("whole im2col")
+    KernelContext.wholeIm2colMaxPlane = saved.2
     guard CPUFeatures.hasAVX512F else { return }
     KernelContext.useAVX512 = true
     KernelContext.forceDirectConvolution = true
@@ -179,6 +187,8 @@ final class ConvolutionTests: XCTestCase {
                 (6, 6, 3, [4, 5, 7], [3, 2, 4], [1, 1, 1], [1, 1, 2], [1, 0, 1]),
                 (9, 5, 1, [3, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
                 (4, 3, 1, [7, 3, 3], [4, 4, 4], [1, 1, 1], [2, 2, 2], [1, 1, 1]),
+                // The Unet's deepest level: (1,3,3) on 3×3 planes (the default dispatch's whole-im2col shape).
+                (12, 7, 1, [4, 3, 3], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1]),
             ]
             for (cin, cout, groups, size, k, s, f, b) in cases {
                 for mode in [PaddingMode.zero, .replicate] {

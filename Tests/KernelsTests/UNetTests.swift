@@ -54,7 +54,10 @@ final class UNetTests: XCTestCase {
     /// instance norm, PReLU, residual add, skip concat) against finite differences. The PReLU
     /// slopes are set to 1 so that the network is smooth: with kinks, central differences over
     /// this many layers do not converge at Float32 step sizes (the PReLU rule itself is checked
-    /// away from its kink in AutogradTests).
+    /// away from its kink in AutogradTests). The conv biases right before an instance norm have an
+    /// exactly zero gradient, so their central difference is pure Float32 rounding noise of the
+    /// objective (measured ≈ 3e-5) over 2·eps: eps 1e-2 keeps that noise below atol on every
+    /// convolution lowering (at 1e-3 it passed or failed by the summation order of the lowering).
     func testTinyUNetGradients() {
         var net = UNet(config: UNetConfig(channels: [2, 4], strides: [2], numResUnits: 2), seed: 3)
         for s in net.specs where s.name.hasSuffix("adn.A.weight") { net.parameters[s.name] = Tensor(shape: [1], data: [1]) }
@@ -62,7 +65,7 @@ final class UNetTests: XCTestCase {
         let x = random([1, 1, 8, 8, 8], seed: 21)
         for avx in bothPaths() {
             KernelContext.useAVX512 = avx
-            gradCheck(inputs: [x] + names.map { net.parameters[$0]! }, "tiny UNet avx512 \(avx)", eps: 1e-3, rtol: 3e-2, atol: 5e-3) { t, v in
+            gradCheck(inputs: [x] + names.map { net.parameters[$0]! }, "tiny UNet avx512 \(avx)", eps: 1e-2, rtol: 3e-2, atol: 5e-3) { t, v in
                 let bound = Dictionary(uniqueKeysWithValues: zip(names, v.dropFirst()))
                 return net.forward(v[0], on: t, parameters: bound)
             }

@@ -1,0 +1,44 @@
+import Foundation
+import Kernels
+
+/// `tumorbench networks unet-ab --ab KNOB=V1,V2,… [--runs N]`: A/B timing of one Unet3D step under
+/// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
+/// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
+/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`).
+enum UnetAB {
+    static let knobs: [String: (Int) -> Void] = [
+        "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
+        "blas": { BLASThreads.count = $0 },
+    ]
+
+    static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {
+        let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let set = knobs[parts[0]] else {
+            throw ValidationError("unet-ab: --ab must be KNOB=V1,V2,… with KNOB one of \(knobs.keys.sorted())")
+        }
+        let values = parts[1].split(separator: ",").compactMap { Int($0) }
+        guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
+        var times = [[Double]](repeating: [], count: values.count)
+        for round in 0...rounds {
+            for (i, v) in values.enumerated() {
+                set(v)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                _ = unet(x, cond: cond, timesteps: [197])
+                if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+            }
+        }
+        print("unet-ab \(parts[0]) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
+        for (i, v) in values.enumerated() {
+            let s = times[i].sorted()
+            // Paired: this setting's time over the first setting's time in the same round.
+            let ratios = zip(times[i], times[0]).map { $0 / $1 }.sorted()
+            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f", parts[0] as NSString, v,
+                         s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2]))
+        }
+    }
+
+    struct ValidationError: Error, CustomStringConvertible {
+        let description: String
+        init(_ d: String) { description = d }
+    }
+}
