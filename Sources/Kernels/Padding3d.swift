@@ -56,6 +56,8 @@ extension Tensor {
         let oh = h + padding.front[1] + padding.back[1]
         let ow = w + padding.front[2] + padding.back[2]
         var out = Tensor(uninitialized: [shape[0], shape[1], od, oh, ow])
+        let total = out.count
+        out.withMutablePointer { KernelContext.adviseHugePages($0, count: total) }
         let planes = shape[0] * shape[1]
         let fd = padding.front[0], fh = padding.front[1], fw = padding.front[2]
         let replicate = padding.mode == .replicate
