@@ -4,7 +4,8 @@ import Kernels
 
 /// `tumorbench networks [case ...] [--runs N] [--fixtures DIR]`: DiffTumor networks at the real size
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
-/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
+/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium early-x2
+/// medium-x2 (two concurrent single-threaded syntheses: throughput); extra:
 /// unet-profile, decode-profile, encode-profile, snap-variants. Options: --kernel-threads N,
 /// --blas-threads N, --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
@@ -53,6 +54,18 @@ enum NetworksBenchmark {
 
     static func sum(_ t: Tensor) -> Float { t.withUnsafeBufferPointer { $0.reduce(0, +) } }
 
+    /// Runs `body` twice at once (seeds 1 and 2) on two threads with the kernels single-threaded
+    /// (`KernelContext.threads = 1`, so OpenBLAS too), then restores the thread budget.
+    static func concurrentPair(_ body: @escaping @Sendable (UInt64) -> Float) -> Float {
+        let saved = (KernelContext.threads, BLASThreads.count)
+        KernelContext.threads = 1
+        defer { KernelContext.threads = saved.0; BLASThreads.count = saved.1 }
+        let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: 2)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 2) { i in results[i] = body(UInt64(i + 1)) }
+        return results[0] + results[1]
+    }
+
     static func main(_ args: [String]) throws {
         #if DEBUG
         print("!!! DEBUG build: numbers are meaningless; use `swift run -c release tumorbench networks` !!!")
@@ -83,7 +96,7 @@ enum NetworksBenchmark {
             }
             i += 1
         }
-        if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
+        if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium", "early-x2", "medium-x2"] }
 
         if heapReuse { heapReuse = NetworkOps.reuseLargeAllocations() }
         KernelContext.threads = ProcessInfo.processInfo.activeProcessorCount
@@ -115,6 +128,20 @@ enum NetworksBenchmark {
             Case(name: "medium", gflop: 1042, defaultRuns: 1, warmup: false) {
                 let c = engine.condition(ct: ct, mask: mask)
                 return sum(engine.decode(latent: engine.sampleDDIM(cond: c, seed: 1, steps: 50)))
+            },
+            // Throughput: two syntheses at once, each on one thread (the daemon's sampler stage with
+            // 2 replicas × 1 thread), counted as 2 × the FLOPs of one.
+            Case(name: "early-x2", gflop: 2 * 424, defaultRuns: 1, warmup: false) {
+                concurrentPair { seed in
+                    let c = engine.condition(ct: ct, mask: mask)
+                    return sum(engine.decode(latent: engine.sampleEarly(cond: c, seed: seed)))
+                }
+            },
+            Case(name: "medium-x2", gflop: 2 * 1042, defaultRuns: 1, warmup: false) {
+                concurrentPair { seed in
+                    let c = engine.condition(ct: ct, mask: mask)
+                    return sum(engine.decode(latent: engine.sampleDDIM(cond: c, seed: seed, steps: 50)))
+                }
             },
         ]
 
