@@ -2,6 +2,10 @@
 // only after the runtime CPU check; its SIMD8 code is the portable fallback and the reference the
 // tests compare against). Positions sit in the 16 lanes of a zmm register.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public enum UnetAttentionCore {
     public typealias V16 = SIMD16<Float>
     public typealias P = UnsafeMutablePointer<Float>
@@ -16,8 +20,14 @@ public enum UnetAttentionCore {
     /// past it) instead of 4 × 4 tiles row block by row block; bit 1 (`inlineSums`) `gemmNT` and `linearSoftmaxes`
     /// reduce their vectors with inlined halving sums and maxima instead of calls of the generic
     /// `SIMD16.sum()` / `.max()` (which run in xmm registers). Every setting computes the same sums, in a
-    /// different order.
-    nonisolated(unsafe) public static var variant = 3
+    /// different order. The environment variable `TUMORSTREAM_ATTNCORE_VARIANT` sets the initial value
+    /// (for whole-process comparisons such as `tumorbench networks unet-profile`).
+    nonisolated(unsafe) public static var variant: Int = {
+        #if canImport(Glibc)
+        if let e = getenv("TUMORSTREAM_ATTNCORE_VARIANT"), let v = Int(String(cString: e)) { return v }
+        #endif
+        return 3
+    }()
     public static let gemmPanelTiles = 1, inlineSums = 2
 
     @inline(__always) static func ld(_ p: CP) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
