@@ -14,14 +14,17 @@ public enum UnetAttentionCore {
     /// Positions per tile of the temporal attention (one zmm lane per position).
     public static let lanes = 16
 
-    /// Which session-4 kernel changes are on, a bit mask (`tumorbench networks unet-ab --ab attncore=0,3`
-    /// compares them with the session-3 kernels, 0): bit 0 (`gemmPanelTiles`) `gemm` runs in 8-row ×
-    /// 3-group register tiles over column panels of B (each panel stays in L1 while all of A streams
-    /// past it) instead of 4 × 4 tiles row block by row block; bit 1 (`inlineSums`) `gemmNT` and `linearSoftmaxes`
-    /// reduce their vectors with inlined halving sums and maxima instead of calls of the generic
-    /// `SIMD16.sum()` / `.max()` (which run in xmm registers). Every setting computes the same sums, in a
-    /// different order. The environment variable `TUMORSTREAM_ATTNCORE_VARIANT` sets the initial value
-    /// (for whole-process comparisons such as `tumorbench networks unet-profile`).
+    /// Which session-4 kernel changes are on, a bit mask (default 3; 0 = the session-3 kernels;
+    /// `tumorbench networks unet-ab --ab attncore=0,3` compares them):
+    /// - bit 0 (`gemmPanelTiles`): `gemm` runs 8-row × 3-group register tiles over column panels of B
+    ///   (each panel stays in L1 while all of A streams past it) instead of 4 × 4 tiles row block by
+    ///   row block;
+    /// - bit 1 (`inlineSums`): `gemmNT` and `linearSoftmaxes` reduce vectors with inlined halving sums
+    ///   and maxima instead of calls of the generic `SIMD16.sum()` / `.max()` (run in xmm registers).
+    /// Every setting computes the same sums, in a different order. The environment variable
+    /// `TUMORSTREAM_ATTNCORE_VARIANT` sets the initial value (for whole-process comparisons such as
+    /// `tumorbench networks unet-profile`). All kernels run fastest on 64-byte-aligned operands: a
+    /// 16-byte offset of every operand costs `gemm` 13–19% and `gemmNT` 45% (cache-line splits).
     nonisolated(unsafe) public static var variant: Int = {
         #if canImport(Glibc)
         if let e = getenv("TUMORSTREAM_ATTNCORE_VARIANT"), let v = Int(String(cString: e)) { return v }
