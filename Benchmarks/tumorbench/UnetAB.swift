@@ -1,14 +1,16 @@
 import Foundation
 import Kernels
+import KernelsAVX512
 
 /// `tumorbench networks unet-ab --ab KNOB=V1,V2,… [--runs N]`: A/B timing of one Unet3D step under
 /// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
 /// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
-/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`).
+/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `attncore` (`UnetAttentionCore.variant`).
 enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
         "blas": { BLASThreads.count = $0 },
+        "attncore": { UnetAttentionCore.variant = $0 },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

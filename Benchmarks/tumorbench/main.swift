@@ -17,7 +17,8 @@ case "wire-send": try WireSend.run(rest)
 case "daemon": try await DaemonBenchmark.main(rest)
 case "trainer": TrainerBenchmark.run(rest)
 case "trainer-learn": TrainerLearningRun.run(rest)
+case "attn-core": AttentionCoreBenchmark.run(rest)
 default:
-    print("usage: tumorbench kernels|networks|imaging|synthesis|wire|wire-send|daemon|trainer|trainer-learn [options]")
+    print("usage: tumorbench kernels|networks|imaging|synthesis|wire|wire-send|daemon|trainer|trainer-learn|attn-core [options]")
     exit(arguments.isEmpty ? 0 : 2)
 }

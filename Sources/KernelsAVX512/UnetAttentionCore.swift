@@ -2,6 +2,10 @@
 // only after the runtime CPU check; its SIMD8 code is the portable fallback and the reference the
 // tests compare against). Positions sit in the 16 lanes of a zmm register.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 public enum UnetAttentionCore {
     public typealias V16 = SIMD16<Float>
     public typealias P = UnsafeMutablePointer<Float>
@@ -9,6 +13,25 @@ public enum UnetAttentionCore {
 
     /// Positions per tile of the temporal attention (one zmm lane per position).
     public static let lanes = 16
+
+    /// Which session-4 kernel changes are on, a bit mask (default 3; 0 = the session-3 kernels;
+    /// `tumorbench networks unet-ab --ab attncore=0,3` compares them):
+    /// - bit 0 (`gemmPanelTiles`): `gemm` runs 8-row × 3-group register tiles over column panels of B
+    ///   (each panel stays in L1 while all of A streams past it) instead of 4 × 4 tiles row block by
+    ///   row block;
+    /// - bit 1 (`inlineSums`): `gemmNT` and `linearSoftmaxes` reduce vectors with inlined halving sums
+    ///   and maxima instead of calls of the generic `SIMD16.sum()` / `.max()` (run in xmm registers).
+    /// Every setting computes the same sums, in a different order. The environment variable
+    /// `TUMORSTREAM_ATTNCORE_VARIANT` sets the initial value (for whole-process comparisons such as
+    /// `tumorbench networks unet-profile`). All kernels run fastest on 64-byte-aligned operands: a
+    /// 16-byte offset of every operand costs `gemm` 13–19% and `gemmNT` 45% (cache-line splits).
+    nonisolated(unsafe) public static var variant: Int = {
+        #if canImport(Glibc)
+        if let e = getenv("TUMORSTREAM_ATTNCORE_VARIANT"), let v = Int(String(cString: e)) { return v }
+        #endif
+        return 3
+    }()
+    public static let gemmPanelTiles = 1, inlineSums = 2
 
     @inline(__always) static func ld(_ p: CP) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
     @inline(__always) static func ld(_ p: P) -> V16 { UnsafeRawPointer(p).loadUnaligned(as: V16.self) }
@@ -46,6 +69,10 @@ public enum UnetAttentionCore {
     public static func gemm(M: Int, N: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int,
                             c: P, ldc: Int, groupStride gs: Int, accumulate: Bool) {
         precondition(N % 16 == 0, "UnetAttentionCore.gemm: N = \(N) is not a multiple of 16")
+        if variant & gemmPanelTiles != 0 {
+            gemmPanels(M: M, N: N, K: K, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, groupStride: gs, accumulate: accumulate)
+            return
+        }
         let groups = N / 16
         var r = 0
         while r + 4 <= M {
@@ -72,6 +99,118 @@ public enum UnetAttentionCore {
             }
             r += 1
         }
+    }
+
+    /// `gemm` over column panels of 3 groups (48 columns): each panel of B (K × 48) is loaded from L2
+    /// once and reused from L1 by every 8-row block of A (24 accumulators, 3 B vectors and one
+    /// broadcast: 28 of the 32 zmm registers; per k 11 loads for 24 FMAs instead of 8 for 16).
+    /// Rows left over after the 8-row blocks go through 4 × 3 and 1 × 3 tiles, groups left over
+    /// after the panels through 8 × 1, 4 × 1 and 1 × 1 tiles.
+    static func gemmPanels(M: Int, N: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int,
+                           c: P, ldc: Int, groupStride gs: Int, accumulate: Bool) {
+        let groups = N / 16
+        var g = 0
+        while g + 3 <= groups {
+            let bg = b + 16 * g, cg = c + g * gs
+            var r = 0
+            while r + 8 <= M { tile8x3(a + r * lda, lda, bg, ldb, K, cg + r * ldc, ldc, gs, accumulate); r += 8 }
+            if r + 4 <= M { tile4x3(a + r * lda, lda, bg, ldb, K, cg + r * ldc, ldc, gs, accumulate); r += 4 }
+            while r < M { tile1x3(a + r * lda, bg, ldb, K, cg + r * ldc, gs, accumulate); r += 1 }
+            g += 3
+        }
+        while g < groups {
+            let bg = b + 16 * g, cg = c + g * gs
+            var r = 0
+            while r + 8 <= M { tile8x1(a + r * lda, lda, bg, ldb, K, cg + r * ldc, ldc, accumulate); r += 8 }
+            if r + 4 <= M { tile4x1(a + r * lda, lda, bg, ldb, K, cg + r * ldc, ldc, accumulate); r += 4 }
+            while r < M { tile1x1(a + r * lda, bg, ldb, K, cg + r * ldc, accumulate); r += 1 }
+            g += 1
+        }
+    }
+
+    @inline(never)
+    static func tile8x3(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ gs: Int, _ acc: Bool) {
+        var c00 = V16(), c01 = V16(), c02 = V16(), c10 = V16(), c11 = V16(), c12 = V16()
+        var c20 = V16(), c21 = V16(), c22 = V16(), c30 = V16(), c31 = V16(), c32 = V16()
+        var c40 = V16(), c41 = V16(), c42 = V16(), c50 = V16(), c51 = V16(), c52 = V16()
+        var c60 = V16(), c61 = V16(), c62 = V16(), c70 = V16(), c71 = V16(), c72 = V16()
+        var bp = b
+        let a4 = a + 4 * lda
+        for k in 0..<K {
+            let b0 = ld(bp), b1 = ld(bp + 16), b2 = ld(bp + 32)
+            var w = V16(repeating: a[k]); c00.addProduct(w, b0); c01.addProduct(w, b1); c02.addProduct(w, b2)
+            w = V16(repeating: a[lda + k]); c10.addProduct(w, b0); c11.addProduct(w, b1); c12.addProduct(w, b2)
+            w = V16(repeating: a[2 * lda + k]); c20.addProduct(w, b0); c21.addProduct(w, b1); c22.addProduct(w, b2)
+            w = V16(repeating: a[3 * lda + k]); c30.addProduct(w, b0); c31.addProduct(w, b1); c32.addProduct(w, b2)
+            w = V16(repeating: a4[k]); c40.addProduct(w, b0); c41.addProduct(w, b1); c42.addProduct(w, b2)
+            w = V16(repeating: a4[lda + k]); c50.addProduct(w, b0); c51.addProduct(w, b1); c52.addProduct(w, b2)
+            w = V16(repeating: a4[2 * lda + k]); c60.addProduct(w, b0); c61.addProduct(w, b1); c62.addProduct(w, b2)
+            w = V16(repeating: a4[3 * lda + k]); c70.addProduct(w, b0); c71.addProduct(w, b1); c72.addProduct(w, b2)
+            bp += ldb
+        }
+        @inline(__always) func put(_ p: P, _ v: V16) { st(p, acc ? ld(p) + v : v) }
+        var o = c
+        put(o, c00); put(o + gs, c01); put(o + 2 * gs, c02); o += ldc
+        put(o, c10); put(o + gs, c11); put(o + 2 * gs, c12); o += ldc
+        put(o, c20); put(o + gs, c21); put(o + 2 * gs, c22); o += ldc
+        put(o, c30); put(o + gs, c31); put(o + 2 * gs, c32); o += ldc
+        put(o, c40); put(o + gs, c41); put(o + 2 * gs, c42); o += ldc
+        put(o, c50); put(o + gs, c51); put(o + 2 * gs, c52); o += ldc
+        put(o, c60); put(o + gs, c61); put(o + 2 * gs, c62); o += ldc
+        put(o, c70); put(o + gs, c71); put(o + 2 * gs, c72)
+    }
+
+    @inline(never)
+    static func tile4x3(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ gs: Int, _ acc: Bool) {
+        var c00 = V16(), c01 = V16(), c02 = V16(), c10 = V16(), c11 = V16(), c12 = V16()
+        var c20 = V16(), c21 = V16(), c22 = V16(), c30 = V16(), c31 = V16(), c32 = V16()
+        var bp = b
+        for k in 0..<K {
+            let b0 = ld(bp), b1 = ld(bp + 16), b2 = ld(bp + 32)
+            var w = V16(repeating: a[k]); c00.addProduct(w, b0); c01.addProduct(w, b1); c02.addProduct(w, b2)
+            w = V16(repeating: a[lda + k]); c10.addProduct(w, b0); c11.addProduct(w, b1); c12.addProduct(w, b2)
+            w = V16(repeating: a[2 * lda + k]); c20.addProduct(w, b0); c21.addProduct(w, b1); c22.addProduct(w, b2)
+            w = V16(repeating: a[3 * lda + k]); c30.addProduct(w, b0); c31.addProduct(w, b1); c32.addProduct(w, b2)
+            bp += ldb
+        }
+        @inline(__always) func put(_ p: P, _ v: V16) { st(p, acc ? ld(p) + v : v) }
+        var o = c
+        put(o, c00); put(o + gs, c01); put(o + 2 * gs, c02); o += ldc
+        put(o, c10); put(o + gs, c11); put(o + 2 * gs, c12); o += ldc
+        put(o, c20); put(o + gs, c21); put(o + 2 * gs, c22); o += ldc
+        put(o, c30); put(o + gs, c31); put(o + 2 * gs, c32)
+    }
+
+    @inline(never)
+    static func tile1x3(_ a: CP, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ gs: Int, _ acc: Bool) {
+        var c0 = V16(), c1 = V16(), c2 = V16()
+        var bp = b
+        for k in 0..<K {
+            let w = V16(repeating: a[k])
+            c0.addProduct(w, ld(bp)); c1.addProduct(w, ld(bp + 16)); c2.addProduct(w, ld(bp + 32))
+            bp += ldb
+        }
+        @inline(__always) func put(_ p: P, _ v: V16) { st(p, acc ? ld(p) + v : v) }
+        put(c, c0); put(c + gs, c1); put(c + 2 * gs, c2)
+    }
+
+    @inline(never)
+    static func tile8x1(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ acc: Bool) {
+        var c0 = V16(), c1 = V16(), c2 = V16(), c3 = V16(), c4 = V16(), c5 = V16(), c6 = V16(), c7 = V16()
+        var bp = b
+        let a4 = a + 4 * lda
+        for k in 0..<K {
+            let b0 = ld(bp)
+            c0.addProduct(V16(repeating: a[k]), b0); c1.addProduct(V16(repeating: a[lda + k]), b0)
+            c2.addProduct(V16(repeating: a[2 * lda + k]), b0); c3.addProduct(V16(repeating: a[3 * lda + k]), b0)
+            c4.addProduct(V16(repeating: a4[k]), b0); c5.addProduct(V16(repeating: a4[lda + k]), b0)
+            c6.addProduct(V16(repeating: a4[2 * lda + k]), b0); c7.addProduct(V16(repeating: a4[3 * lda + k]), b0)
+            bp += ldb
+        }
+        @inline(__always) func put(_ p: P, _ v: V16) { st(p, acc ? ld(p) + v : v) }
+        put(c, c0); put(c + ldc, c1); put(c + 2 * ldc, c2); put(c + 3 * ldc, c3)
+        let c4p = c + 4 * ldc
+        put(c4p, c4); put(c4p + ldc, c5); put(c4p + 2 * ldc, c6); put(c4p + 3 * ldc, c7)
     }
 
     @inline(never)
@@ -136,10 +275,18 @@ public enum UnetAttentionCore {
     /// dot products of rows (the spatial linear attention's contexts, K = the positions of a frame).
     public static func gemmNT(M: Int, N: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int, c: P, ldc: Int) {
         precondition(K % 16 == 0, "UnetAttentionCore.gemmNT: K = \(K) is not a multiple of 16")
+        let tree = variant & inlineSums != 0
         var r = 0
         while r + 4 <= M {
             var j = 0
-            while j + 4 <= N { dots4x4(a + r * lda, lda, b + j * ldb, ldb, K, c + r * ldc + j, ldc); j += 4 }
+            while j + 4 <= N {
+                if tree {
+                    dots4x4Inline(a + r * lda, lda, b + j * ldb, ldb, K, c + r * ldc + j, ldc)
+                } else {
+                    dots4x4(a + r * lda, lda, b + j * ldb, ldb, K, c + r * ldc + j, ldc)
+                }
+                j += 4
+            }
             while j < N { for i in r..<r + 4 { c[i * ldc + j] = dot(a + i * lda, b + j * ldb, K) }; j += 1 }
             r += 4
         }
@@ -154,7 +301,53 @@ public enum UnetAttentionCore {
         var acc = V16()
         var k = 0
         while k < K { acc.addProduct(ld(a + k), ld(b + k)); k += 16 }
-        return acc.sum()
+        return hsum(acc)
+    }
+
+    /// Sum of the 16 lanes, inlined (`SIMD16.sum()` is a generic call that runs in xmm registers).
+    @_transparent
+    static func hsum(_ v: V16) -> Float {
+        let h8 = v.lowHalf + v.highHalf
+        let h4 = h8.lowHalf + h8.highHalf
+        let h2 = h4.lowHalf + h4.highHalf
+        return h2[0] + h2[1]
+    }
+
+    /// Maximum of the 16 lanes, inlined (compare + select: `SIMD16.max()` is a generic call).
+    @_transparent
+    static func hmax(_ v: V16) -> Float {
+        var h8 = v.lowHalf
+        let u8 = v.highHalf
+        h8.replace(with: u8, where: u8 .> h8)
+        var h4 = h8.lowHalf
+        let u4 = h8.highHalf
+        h4.replace(with: u4, where: u4 .> h4)
+        var h2 = h4.lowHalf
+        let u2 = h4.highHalf
+        h2.replace(with: u2, where: u2 .> h2)
+        return h2[1] > h2[0] ? h2[1] : h2[0]
+    }
+
+    /// `dots4x4` with inlined horizontal sums (`hsum`) of the 16 partial-sum vectors.
+    @inline(never)
+    static func dots4x4Inline(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c00 = V16(), c01 = V16(), c02 = V16(), c03 = V16()
+        var c10 = V16(), c11 = V16(), c12 = V16(), c13 = V16()
+        var c20 = V16(), c21 = V16(), c22 = V16(), c23 = V16()
+        var c30 = V16(), c31 = V16(), c32 = V16(), c33 = V16()
+        var k = 0
+        while k < K {
+            let b0 = ld(b + k), b1 = ld(b + ldb + k), b2 = ld(b + 2 * ldb + k), b3 = ld(b + 3 * ldb + k)
+            var x = ld(a + k); c00.addProduct(x, b0); c01.addProduct(x, b1); c02.addProduct(x, b2); c03.addProduct(x, b3)
+            x = ld(a + lda + k); c10.addProduct(x, b0); c11.addProduct(x, b1); c12.addProduct(x, b2); c13.addProduct(x, b3)
+            x = ld(a + 2 * lda + k); c20.addProduct(x, b0); c21.addProduct(x, b1); c22.addProduct(x, b2); c23.addProduct(x, b3)
+            x = ld(a + 3 * lda + k); c30.addProduct(x, b0); c31.addProduct(x, b1); c32.addProduct(x, b2); c33.addProduct(x, b3)
+            k += 16
+        }
+        c[0] = hsum(c00); c[1] = hsum(c01); c[2] = hsum(c02); c[3] = hsum(c03)
+        c[ldc] = hsum(c10); c[ldc + 1] = hsum(c11); c[ldc + 2] = hsum(c12); c[ldc + 3] = hsum(c13)
+        c[2 * ldc] = hsum(c20); c[2 * ldc + 1] = hsum(c21); c[2 * ldc + 2] = hsum(c22); c[2 * ldc + 3] = hsum(c23)
+        c[3 * ldc] = hsum(c30); c[3 * ldc + 1] = hsum(c31); c[3 * ldc + 2] = hsum(c32); c[3 * ldc + 3] = hsum(c33)
     }
 
     @inline(never)
@@ -364,13 +557,14 @@ public enum UnetAttentionCore {
             for d in 0..<dh { stPartial(q + d * n + full, ldPartial(q + d * n + full, rest, fill: 0) * f, rest) }
         }
         // k: per row, over the positions.
+        let inline = variant & inlineSums != 0
         for d in 0..<dh {
             let r = k + d * n
             var mx = V16(repeating: -.infinity)
             var j = 0
             while j < full { let x = ld(r + j); mx = mx.replacing(with: x, where: x .> mx); j += 16 }
             if rest > 0 { let x = ldPartial(r + full, rest, fill: -.infinity); mx = mx.replacing(with: x, where: x .> mx) }
-            let m = mx.max()
+            let m = inline ? hmax(mx) : mx.max()
             var acc = V16()
             j = 0
             while j < full {
@@ -385,7 +579,7 @@ public enum UnetAttentionCore {
                 stPartial(r + full, e, rest)
                 acc += e
             }
-            let inv = V16(repeating: 1 / acc.sum())
+            let inv = V16(repeating: 1 / (inline ? hsum(acc) : acc.sum()))
             j = 0
             while j < full { st(r + j, ld(r + j) * inv); j += 16 }
             if rest > 0 { stPartial(r + full, ldPartial(r + full, rest, fill: 0) * inv, rest) }
