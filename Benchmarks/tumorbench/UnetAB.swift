@@ -9,6 +9,8 @@ enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
         "blas": { BLASThreads.count = $0 },
+        "spatial": { UnetAttention.spatialBatched = $0 },
+        "theads": { UnetAttention.temporalHeadGroups = $0 },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

@@ -70,7 +70,7 @@ enum UnetParallel {
 /// The attention blocks of the video-diffusion UNet, each fused into one pass over tiles that stay
 /// in cache: channel LayerNorm, the QKV projection (one GEMM per tile), the attention core, the
 /// output projection and the residual add.
-enum UnetAttention {
+public enum UnetAttention {
     typealias P = UnsafeMutablePointer<Float>
 
     /// Channel LayerNorm (gain only, eps 1e-5) of `count` contiguous columns: `src[c·srcStride + i]`
@@ -146,6 +146,11 @@ enum UnetAttention {
     static func spatialLinear(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                               gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                               bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
+        if useSpatialBatched(positions: Pn) {
+            spatialLinearBatched(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
+                                 bout: bout, heads: heads, dimHead: dh, scratch: scratch, workers: workers)
+            return
+        }
         let hidden = heads * dh, N = F * Pn
         let scale = Float(1) / Float(dh).squareRoot()
         let w = min(workers, B * F)
@@ -256,6 +261,15 @@ enum UnetAttention {
                          gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                          heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
                          scratch: UnetScratch, workers: Int) {
+        let groups = headGroups(tasks: B * ((Pn + (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes) - 1)
+                                            / (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes)),
+                                heads: heads, workers: workers)
+        if groups > 1 {
+            temporalSplit(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
+                          heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: nil, groups: groups,
+                          scratch: scratch, workers: workers)
+            return
+        }
         if KernelContext.useAVX512 {
             temporal16(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
                        heads: heads, dimHead: dh, rotary: rotary, bias: bias, scratch: scratch, workers: workers)
@@ -286,94 +300,9 @@ enum UnetAttention {
                 }
             }
             sgemm(M: 3 * hidden, N: T, K: C, A: wqkv, lda: C, B: xn, ldb: T, beta: 0, C: qkv, ldc: T)
-            let raw = UnsafeMutableRawPointer(qkv), sRaw = UnsafeMutableRawPointer(s), oRaw = UnsafeMutableRawPointer(o)
-            @inline(__always) func ld(_ row: Int, _ t: Int) -> SIMD8<Float> {
-                raw.loadUnaligned(fromByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
-            }
-            @inline(__always) func st(_ v: SIMD8<Float>, _ row: Int, _ t: Int) {
-                raw.storeBytes(of: v, toByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
-            }
             for h in 0..<heads {
-                let qr = h * dh, kr = hidden + h * dh, vr = 2 * hidden + h * dh
-                // q × scale, then the rotary embedding of q and k (pairs (2i, 2i+1) of features).
-                for d in 0..<dh { for t in 0..<F { st(ld(qr + d, t) * scale, qr + d, t) } }
-                if let r = rotary {
-                    for t in 0..<F {
-                        for i in 0..<pairs {
-                            let c = r.cos[t * r.pairs + i], sn = r.sin[t * r.pairs + i]
-                            let q0 = ld(qr + 2 * i, t), q1 = ld(qr + 2 * i + 1, t)
-                            st(q0 * c + (-q1) * sn, qr + 2 * i, t)
-                            st(q1 * c + q0 * sn, qr + 2 * i + 1, t)
-                            let k0 = ld(kr + 2 * i, t), k1 = ld(kr + 2 * i + 1, t)
-                            st(k0 * c + (-k1) * sn, kr + 2 * i, t)
-                            st(k1 * c + k0 * sn, kr + 2 * i + 1, t)
-                        }
-                    }
-                }
-                // sim[i][j] = q_i · k_j (+ bias), softmax over j.
-                for i in 0..<F {
-                    var j = 0
-                    while j + 4 <= F {
-                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
-                        for d in 0..<dh {
-                            let qv = ld(qr + d, i)
-                            a0 += qv * ld(kr + d, j); a1 += qv * ld(kr + d, j + 1)
-                            a2 += qv * ld(kr + d, j + 2); a3 += qv * ld(kr + d, j + 3)
-                        }
-                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a1, toByteOffset: 4 * ((i * F + j + 1) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a2, toByteOffset: 4 * ((i * F + j + 2) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a3, toByteOffset: 4 * ((i * F + j + 3) * L), as: SIMD8<Float>.self)
-                        j += 4
-                    }
-                    while j < F {
-                        var a0 = SIMD8<Float>.zero
-                        for d in 0..<dh { a0 += ld(qr + d, i) * ld(kr + d, j) }
-                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        j += 1
-                    }
-                    var mx = SIMD8<Float>(repeating: -.infinity)
-                    for j in 0..<F {
-                        var v = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        if let bias { v += bias[(h * F + i) * F + j] }
-                        sRaw.storeBytes(of: v, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        mx = mx.replacing(with: v, where: v .> mx)
-                    }
-                    var sum = SIMD8<Float>.zero
-                    for j in 0..<F {
-                        let e = NetworkOps.fastExp(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
-                        sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    for j in 0..<F {
-                        let e = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: e * inv, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                    }
-                }
-                // o[e][i] = Σ_j p[i][j] v[e][j].
-                for i in 0..<F {
-                    var e = 0
-                    while e + 4 <= dh {
-                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
-                        for j in 0..<F {
-                            let p = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                            a0 += p * ld(vr + e, j); a1 += p * ld(vr + e + 1, j)
-                            a2 += p * ld(vr + e + 2, j); a3 += p * ld(vr + e + 3, j)
-                        }
-                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a1, toByteOffset: 4 * ((qr + e + 1) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a2, toByteOffset: 4 * ((qr + e + 2) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a3, toByteOffset: 4 * ((qr + e + 3) * T + i * L), as: SIMD8<Float>.self)
-                        e += 4
-                    }
-                    while e < dh {
-                        var a0 = SIMD8<Float>.zero
-                        for j in 0..<F { a0 += sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) * ld(vr + e, j) }
-                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
-                        e += 1
-                    }
-                }
+                temporalHead8(qkv: qkv, o: o, s: s, frames: F, heads: heads, dimHead: dh, head: h, scale: scale,
+                              rotary: rotary, pairs: pairs, bias: bias)
             }
             // y += Wo · o, scattered back into the tile's columns.
             sgemm(M: C, N: T, K: hidden, A: wout, lda: hidden, B: o, ldb: T, beta: 0, C: tmp, ldc: T)
@@ -382,6 +311,100 @@ enum UnetAttention {
                     let dst = yb + c * N + f * Pn, src = tmp + c * T + f * L
                     for l in 0..<n { dst[l] += src[l] }
                 }
+            }
+        }
+    }
+
+    /// One head of the portable temporal attention core (8-lane tiles): q, k, v of head `h` in the tile
+    /// layout of `qkv` (rows T = 8F floats apart), output rows h·dh ..< (h + 1)·dh of `o` (same layout).
+    static func temporalHead8(qkv: P, o: P, s: P, frames F: Int, heads: Int, dimHead dh: Int, head h: Int, scale: Float,
+                              rotary: AttentionOps.Rotary?, pairs: Int, bias: UnsafePointer<Float>?) {
+        let L = lanes, T = F * L, hidden = heads * dh
+        let raw = UnsafeMutableRawPointer(qkv), sRaw = UnsafeMutableRawPointer(s), oRaw = UnsafeMutableRawPointer(o)
+        @inline(__always) func ld(_ row: Int, _ t: Int) -> SIMD8<Float> {
+            raw.loadUnaligned(fromByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+        }
+        @inline(__always) func st(_ v: SIMD8<Float>, _ row: Int, _ t: Int) {
+            raw.storeBytes(of: v, toByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+        }
+        let qr = h * dh, kr = hidden + h * dh, vr = 2 * hidden + h * dh
+        // q × scale, then the rotary embedding of q and k (pairs (2i, 2i+1) of features).
+        for d in 0..<dh { for t in 0..<F { st(ld(qr + d, t) * scale, qr + d, t) } }
+        if let r = rotary {
+            for t in 0..<F {
+                for i in 0..<pairs {
+                    let c = r.cos[t * r.pairs + i], sn = r.sin[t * r.pairs + i]
+                    let q0 = ld(qr + 2 * i, t), q1 = ld(qr + 2 * i + 1, t)
+                    st(q0 * c + (-q1) * sn, qr + 2 * i, t)
+                    st(q1 * c + q0 * sn, qr + 2 * i + 1, t)
+                    let k0 = ld(kr + 2 * i, t), k1 = ld(kr + 2 * i + 1, t)
+                    st(k0 * c + (-k1) * sn, kr + 2 * i, t)
+                    st(k1 * c + k0 * sn, kr + 2 * i + 1, t)
+                }
+            }
+        }
+        // sim[i][j] = q_i · k_j (+ bias), softmax over j.
+        for i in 0..<F {
+            var j = 0
+            while j + 4 <= F {
+                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                for d in 0..<dh {
+                    let qv = ld(qr + d, i)
+                    a0 += qv * ld(kr + d, j); a1 += qv * ld(kr + d, j + 1)
+                    a2 += qv * ld(kr + d, j + 2); a3 += qv * ld(kr + d, j + 3)
+                }
+                sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a1, toByteOffset: 4 * ((i * F + j + 1) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a2, toByteOffset: 4 * ((i * F + j + 2) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a3, toByteOffset: 4 * ((i * F + j + 3) * L), as: SIMD8<Float>.self)
+                j += 4
+            }
+            while j < F {
+                var a0 = SIMD8<Float>.zero
+                for d in 0..<dh { a0 += ld(qr + d, i) * ld(kr + d, j) }
+                sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                j += 1
+            }
+            var mx = SIMD8<Float>(repeating: -.infinity)
+            for j in 0..<F {
+                var v = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                if let bias { v += bias[(h * F + i) * F + j] }
+                sRaw.storeBytes(of: v, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                mx = mx.replacing(with: v, where: v .> mx)
+            }
+            var sum = SIMD8<Float>.zero
+            for j in 0..<F {
+                let e = NetworkOps.fastExp(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
+                sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sum += e
+            }
+            let inv = 1 / sum
+            for j in 0..<F {
+                let e = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: e * inv, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+            }
+        }
+        // o[e][i] = Σ_j p[i][j] v[e][j].
+        for i in 0..<F {
+            var e = 0
+            while e + 4 <= dh {
+                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                for j in 0..<F {
+                    let p = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                    a0 += p * ld(vr + e, j); a1 += p * ld(vr + e + 1, j)
+                    a2 += p * ld(vr + e + 2, j); a3 += p * ld(vr + e + 3, j)
+                }
+                oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a1, toByteOffset: 4 * ((qr + e + 1) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a2, toByteOffset: 4 * ((qr + e + 2) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a3, toByteOffset: 4 * ((qr + e + 3) * T + i * L), as: SIMD8<Float>.self)
+                e += 4
+            }
+            while e < dh {
+                var a0 = SIMD8<Float>.zero
+                for j in 0..<F { a0 += sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) * ld(vr + e, j) }
+                oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                e += 1
             }
         }
     }
