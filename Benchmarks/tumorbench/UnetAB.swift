@@ -11,6 +11,7 @@ enum UnetAB {
         "blas": { BLASThreads.count = $0 },
         "spatial": { UnetAttention.spatialBatched = $0 },
         "theads": { UnetAttention.temporalHeadGroups = $0 },
+        "fold": { UnetAttention.cacheFoldedWeights = $0 },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

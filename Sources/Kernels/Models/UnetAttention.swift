@@ -145,7 +145,8 @@ public enum UnetAttention {
     /// `y` must hold a copy of `x` on entry.
     static func spatialLinear(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                               gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
-                              bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
+                              bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, folded: UnsafePointer<Float>? = nil,
+                              scratch: UnetScratch, workers: Int) {
         if useSpatialBatched(positions: Pn) {
             spatialLinearBatched(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
                                  bout: bout, heads: heads, dimHead: dh, scratch: scratch, workers: workers)
@@ -158,12 +159,12 @@ public enum UnetAttention {
         let avx = KernelContext.useAVX512, groups16 = avx && Pn % 16 == 0
         // With C ≤ dh (level 0) the value projection is folded in: ctx_h Wo_hᵀ = (k_h xnᵀ)(Wo_h Wv_h)ᵀ.
         let fold = C <= dh
-        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
-        folded.withUnsafeBufferPointer { fp in
-        let foldedW = fold ? fp.baseAddress : nil
+        computed.withUnsafeBufferPointer { fp in
+        let foldedW = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
             let xn = blocks[worker]
@@ -260,19 +261,19 @@ public enum UnetAttention {
     static func temporal(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                          gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                          heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
-                         scratch: UnetScratch, workers: Int) {
+                         folded: UnsafePointer<Float>? = nil, scratch: UnetScratch, workers: Int) {
         let groups = headGroups(tasks: B * ((Pn + (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes) - 1)
                                             / (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes)),
                                 heads: heads, workers: workers)
         if groups > 1 {
             temporalSplit(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
-                          heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: nil, groups: groups,
+                          heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: folded, groups: groups,
                           scratch: scratch, workers: workers)
             return
         }
         if KernelContext.useAVX512 {
             temporal16(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
-                       heads: heads, dimHead: dh, rotary: rotary, bias: bias, scratch: scratch, workers: workers)
+                       heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: folded, scratch: scratch, workers: workers)
             return
         }
         let L = lanes, T = F * L, hidden = heads * dh, N = F * Pn
@@ -415,7 +416,7 @@ public enum UnetAttention {
     static func temporal16(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                            gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                            heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
-                           scratch: UnetScratch, workers: Int) {
+                           folded: UnsafePointer<Float>? = nil, scratch: UnetScratch, workers: Int) {
         let L = UnetAttentionCore.lanes, T = F * L, hidden = heads * dh, N = F * Pn
         let tiles = (Pn + L - 1) / L
         let scale = Float(1) / Float(dh).squareRoot()
@@ -423,7 +424,7 @@ public enum UnetAttention {
         // With C ≤ dh (level 0) the value projection is folded into the output projection: the heads
         // attend over the normalised input itself (C rows) and y += Σ_h (Wo_h Wv_h) o_h.
         let fold = C <= dh
-        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
         scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
         let blocks = scratch.blocks
@@ -431,10 +432,10 @@ public enum UnetAttention {
         let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
         cosT.withUnsafeBufferPointer { cp in
           sinT.withUnsafeBufferPointer { sp in
-            folded.withUnsafeBufferPointer { fp in
+            computed.withUnsafeBufferPointer { fp in
                 let cosP = rotary == nil ? nil : cp.baseAddress, sinP = rotary == nil ? nil : sp.baseAddress
                 let tablePairs = rotary?.pairs ?? 0
-                let wo = fold ? fp.baseAddress! : wout
+                let wo = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : wout
                 UnetParallel.run(tasks: B * tiles, workers: w) { task, worker in
                     let b = task / tiles, p0 = (task % tiles) * L, n = min(L, Pn - p0)
                     let xn = blocks[worker]
@@ -476,6 +477,20 @@ public enum UnetAttention {
         }
     }
 
+    /// Knob: 1 (default) the attention structs fold the output weights once at load; 0 every call folds them.
+    nonisolated(unsafe) public static var cacheFoldedWeights = 1
+
+    /// `foldedOutputWeights` of a block's weight tensors if its value projection gets folded (C ≤ dh), else nil.
+    static func foldedOutputWeights(toQKV: Tensor, toOut: Tensor, channels C: Int, heads: Int) -> [Float]? {
+        let dh = toOut.count / C / heads
+        guard C <= dh else { return nil }
+        return toQKV.withUnsafeBufferPointer { wq in
+            toOut.withUnsafeBufferPointer { wo in
+                foldedOutputWeights(wqkv: wq.baseAddress!, wout: wo.baseAddress!, channels: C, heads: heads, dimHead: dh)
+            }
+        }
+    }
+
     /// The output projection with the value projection folded in: A[c][h·C + c'] = Σ_e Wo[c][h·dh + e] ·
     /// Wv[h·dh + e][c'] (C × heads·C), Wv being rows 2·heads·dh ..< 3·heads·dh of `wqkv`.
     static func foldedOutputWeights(wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>, channels C: Int, heads: Int,
@@ -505,8 +520,9 @@ extension Unet3D {
         spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads, scratch: UnetScratch())
     }
 
+    /// `folded`: `UnetAttention.foldedOutputWeights` of these weights (computed per call if nil).
     static func spatialLinearAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, toOutBias: Tensor,
-                                            heads: Int, scratch: UnetScratch) -> Tensor {
+                                            heads: Int, folded: [Float]? = nil, scratch: UnetScratch) -> Tensor {
         precondition(x.rank == 5, "spatialLinearAttentionBlock: x \(x.shape) must be 5-D")
         let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let hidden = toOut.count / C
@@ -519,10 +535,13 @@ extension Unet3D {
                     toQKV.withUnsafeBufferPointer { wq in
                         toOut.withUnsafeBufferPointer { wo in
                             toOutBias.withUnsafeBufferPointer { bo in
-                                UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
-                                                            positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
-                                                            wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
-                                                            scratch: scratch, workers: KernelContext.threads)
+                                let run = { (fp: UnsafePointer<Float>?) in
+                                    UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                                positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
+                                                                wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
+                                                                folded: fp, scratch: scratch, workers: KernelContext.threads)
+                                }
+                                if let folded { folded.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                             }
                         }
                     }
@@ -541,7 +560,7 @@ extension Unet3D {
     }
 
     static func temporalAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, heads: Int,
-                                       freqs: [Float]?, bias: [Float]?, scratch: UnetScratch) -> Tensor {
+                                       freqs: [Float]?, bias: [Float]?, folded: [Float]? = nil, scratch: UnetScratch) -> Tensor {
         precondition(x.rank == 5, "temporalAttentionBlock: x \(x.shape) must be 5-D")
         let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let hidden = toOut.count / C
@@ -555,13 +574,16 @@ extension Unet3D {
                 gamma.withUnsafeBufferPointer { g in
                     toQKV.withUnsafeBufferPointer { wq in
                         toOut.withUnsafeBufferPointer { wo in
-                            let run = { (bp: UnsafePointer<Float>?) in
+                            let run = { (bp: UnsafePointer<Float>?, fp: UnsafePointer<Float>?) in
                                 UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
                                                        positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
                                                        heads: heads, dimHead: hidden / heads, rotary: rotary, bias: bp,
-                                                       scratch: scratch, workers: KernelContext.threads)
+                                                       folded: fp, scratch: scratch, workers: KernelContext.threads)
                             }
-                            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                            let withFolded = { (bp: UnsafePointer<Float>?) in
+                                if let folded { folded.withUnsafeBufferPointer { run(bp, $0.baseAddress!) } } else { run(bp, nil) }
+                            }
+                            if let bias { bias.withUnsafeBufferPointer { withFolded($0.baseAddress!) } } else { withFolded(nil) }
                         }
                     }
                 }

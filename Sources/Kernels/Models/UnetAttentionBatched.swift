@@ -55,11 +55,14 @@ extension UnetAttention {
     static func spatialLinearBatched(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                                      gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                                      bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
-        let hidden = heads * dh, N = F * Pn, Np = (N + 15) / 16 * 16
-        let scale = Float(1) / Float(dh).squareRoot()
         let avx = KernelContext.useAVX512
+        // AVX-512: a frame's o is written in whole 16-lane groups (Pp columns), spilling into the next
+        // frame's columns (written after it) and, for the last frame, into 16 columns of padding.
+        let Pp = (Pn + 15) / 16 * 16
+        let hidden = heads * dh, N = F * Pn, Np = (N + 15) / 16 * 16 + (avx ? 16 : 0)
+        let scale = Float(1) / Float(dh).squareRoot()
         let wk = max(1, workers)
-        let perWorker = dh * dh + 2 * Np
+        let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp)
         scratch.prepare(workers: 1, count: (C + 4 * hidden) * Np + wk * perWorker)
         let xn = scratch.blocks[0], qkv = xn + C * Np, o = qkv + 3 * hidden * Np, local = o + hidden * Np
         for b in 0..<B {
@@ -106,6 +109,25 @@ extension UnetAttention {
                             AttentionOps.vscale(r, 1 / AttentionOps.expInPlace(r, Pn, subtract: mx), Pn)
                         }
                     }
+                }
+                if avx {
+                    // ctxᵀ[e][d] = Σ_n v[e][n] k[d][n] over the frame's positions, copied into rows of Pp
+                    // with zero tails; o = ctxᵀ q in whole 16-lane groups.
+                    let kf = colMax, vf = kf + dh * Pp
+                    for r in 0..<dh {
+                        (kf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
+                        (vf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
+                    }
+                    for f in 0..<F {
+                        for r in 0..<dh {
+                            (kf + r * Pp).update(from: k + r * Np + f * Pn, count: Pn)
+                            (vf + r * Pp).update(from: v + r * Np + f * Pn, count: Pn)
+                        }
+                        UnetAttentionCore.gemmNT(M: dh, N: dh, K: Pp, a: vf, lda: Pp, b: kf, ldb: Pp, c: ctx, ldc: dh)
+                        UnetAttentionCore.gemm(M: dh, N: Pp, K: dh, a: ctx, lda: dh, b: q + f * Pn, ldb: Np,
+                                               c: o + h * dh * Np + f * Pn, ldc: Np, groupStride: 16, accumulate: false)
+                    }
+                    return
                 }
                 for f in 0..<F {
                     // ctx[d][e] = Σ_n k[d][n] v[e][n]; o[e][n] = Σ_d ctx[d][e] q[d][n].
