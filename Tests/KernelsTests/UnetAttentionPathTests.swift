@@ -84,14 +84,59 @@ final class UnetAttentionPathTests: XCTestCase {
         }
     }
 
-    func testAutomaticHeadGroupsKeepWorkersEven() {
+    func testAutomaticHeadGroupsOnlyWhenWorkersWouldIdle() {
         UnetAttention.temporalHeadGroups = 0
         XCTAssertEqual(UnetAttention.headGroups(tasks: 36, heads: 8, workers: 2), 1)
-        XCTAssertEqual(UnetAttention.headGroups(tasks: 9, heads: 8, workers: 2), 2)
-        XCTAssertEqual(UnetAttention.headGroups(tasks: 3, heads: 8, workers: 2), 2)
-        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 2), 4)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 3, heads: 8, workers: 2), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 2), 2)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 4), 4)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 2, heads: 8, workers: 8), 4)
         XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 1), 1)
         UnetAttention.temporalHeadGroups = 3
         XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 2, workers: 2), 2)
+    }
+
+    /// Not a check: with TUMORSTREAM_ATTN_BENCH=1, prints interleaved paired timings (new ÷ old, the
+    /// median over rounds) of the attention blocks at the Unet's small levels (batch 1, 24 frames).
+    func testBenchSmallLevels() throws {
+        guard ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_BENCH"] == "1" else {
+            throw XCTSkip("set TUMORSTREAM_ATTN_BENCH=1 to time the small-level attention blocks")
+        }
+        let rounds = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_ROUNDS"] ?? "") ?? 40
+        let newSpatial = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_SPATIAL"] ?? "") ?? 1
+        let (heads, dh, F) = (8, 32, 24), hidden = heads * dh
+        func time(_ body: () -> Tensor) -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        }
+        func report(_ name: String, _ a: [Double], _ b: [Double]) {
+            let r = zip(b, a).map { $0 / $1 }.sorted()
+            print(String(format: "attn-bench %-26@ old min %6.2f ms  new min %6.2f ms  median paired new/old %.3f",
+                         name as NSString, a.min()!, b.min()!, r[r.count / 2]))
+        }
+        for (C, S) in [(48, 12), (96, 6), (192, 3), (96, 3), (48, 6), (24, 12)] {
+            let x = random([1, C, F, S, S], seed: 61)
+            let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 62, scale: 0.5).scalars.map { 1 + $0 })
+            let wq = random([3 * hidden, C, 1, 1], seed: 63, scale: 0.3), wo = random([C, hidden, 1, 1], seed: 64, scale: 0.1)
+            let bo = random([C], seed: 65, scale: 0.1)
+            let wq2 = wq.reshaped([3 * hidden, C]), wo2 = wo.reshaped([C, hidden])
+            let freqs = (0..<16).map { Float(1 / pow(10000.0, Double(2 * $0) / 32)) }
+            let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 66), tokens: F, maxDistance: 32)
+            var so: [Double] = [], sn: [Double] = [], to: [Double] = [], tn: [Double] = []
+            for r in 0...rounds {
+                UnetAttention.spatialBatched = 0
+                let a = time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
+                UnetAttention.spatialBatched = newSpatial
+                let b = time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
+                UnetAttention.temporalHeadGroups = 1
+                let c = time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
+                UnetAttention.temporalHeadGroups = 0
+                let d = time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
+                if r > 0 { so.append(a); sn.append(b); to.append(c); tn.append(d) }
+            }
+            report("spatial C=\(C) \(S)x\(S)", so, sn)
+            report("temporal C=\(C) \(S)x\(S)", to, tn)
+        }
     }
 }

@@ -13,8 +13,8 @@ extension UnetAttention {
     /// from `TUMORSTREAM_UNET_SPATIAL` if set (for `tumorbench networks unet-profile`).
     nonisolated(unsafe) public static var spatialBatched = knob("TUMORSTREAM_UNET_SPATIAL", default: 1)
 
-    /// Head groups of the temporal attention: 0 (default) chosen so both phases give every worker
-    /// the same number of tasks; k ≥ 1 exactly min(k, heads) groups (1: the fused session-3 path).
+    /// Head groups of the temporal attention: 0 (default) split only when there are fewer tiles than
+    /// workers (the 3×3 planes: one tile); k ≥ 1 exactly min(k, heads) groups (1: the fused session-3 path).
     /// Initial value from `TUMORSTREAM_UNET_THEADS` if set.
     nonisolated(unsafe) public static var temporalHeadGroups = knob("TUMORSTREAM_UNET_THEADS", default: 0)
 
@@ -33,10 +33,10 @@ extension UnetAttention {
     /// Head groups for `tasks` tiles (over the batch) on `workers` threads.
     public static func headGroups(tasks: Int, heads: Int, workers: Int) -> Int {
         if temporalHeadGroups > 0 { return min(temporalHeadGroups, heads) }
-        guard workers > 1 else { return 1 }
-        var g = 1
-        while g < heads && (tasks * g < 2 * workers || (tasks * g) % workers != 0) { g += 1 }
-        return g
+        // Only when a worker would otherwise idle: splitting more tiles sends each tile's o through
+        // memory instead of cache and repeats its LayerNorm (measured slower at 12×12 and 6×6 planes).
+        guard tasks < workers else { return 1 }
+        return min(heads, (workers + tasks - 1) / tasks)
     }
 
     /// Row chunks (multiples of 4 rows) of an output projection with `C` rows over `tasks` column
