@@ -12,6 +12,7 @@ enum UnetAB {
         "spatial": { UnetAttention.spatialBatched = $0 },
         "theads": { UnetAttention.temporalHeadGroups = $0 },
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
+        "sctx": { UnetAttention.spatialContextKernel = $0 },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

@@ -34,12 +34,16 @@ final class UnetAttentionPathTests: XCTestCase {
         let bo = random([C], seed: 45, scale: 0.1)
         UnetAttention.spatialBatched = 0
         let old = Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads)
-        UnetAttention.spatialBatched = mode
-        let new = Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads)
-        UnetAttention.spatialBatched = 1
-        XCTAssertTrue(new.scalars.allSatisfy { $0.isFinite }, "spatial \(x.shape): non-finite output")
-        assertClose(delta(new, x), delta(old, x), rel: 1e-5,
-                    "spatial linear attention \(x.shape), \(heads)×\(dh), mode \(mode), AVX-512 \(KernelContext.useAVX512)")
+        for contextKernel in [1, 0] {
+            UnetAttention.spatialBatched = mode
+            UnetAttention.spatialContextKernel = contextKernel
+            let new = Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads)
+            UnetAttention.spatialBatched = 1
+            UnetAttention.spatialContextKernel = 1
+            XCTAssertTrue(new.scalars.allSatisfy { $0.isFinite }, "spatial \(x.shape): non-finite output")
+            assertClose(delta(new, x), delta(old, x), rel: 1e-5,
+                        "spatial linear attention \(x.shape), \(heads)×\(dh), mode \(mode), context kernel \(contextKernel), AVX-512 \(KernelContext.useAVX512)")
+        }
     }
 
     /// Frames batched: 3×3 and 6×6 planes (the Unet's levels 3 and 2), a 5×7 plane with C ≤ dh (the
@@ -124,17 +128,22 @@ final class UnetAttentionPathTests: XCTestCase {
             let freqs = (0..<16).map { Float(1 / pow(10000.0, Double(2 * $0) / 32)) }
             let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 66), tokens: F, maxDistance: 32)
             var so: [Double] = [], sn: [Double] = [], to: [Double] = [], tn: [Double] = []
+            func spatial(_ mode: Int) -> Double {
+                UnetAttention.spatialBatched = mode
+                return time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
+            }
+            func temporal(_ groups: Int) -> Double {
+                UnetAttention.temporalHeadGroups = groups
+                return time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
+            }
             for r in 0...rounds {
-                UnetAttention.spatialBatched = 0
-                let a = time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
-                UnetAttention.spatialBatched = newSpatial
-                let b = time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
-                UnetAttention.temporalHeadGroups = 1
-                let c = time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
-                UnetAttention.temporalHeadGroups = 0
-                let d = time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
+                // Old first in even rounds, new first in odd ones.
+                let (a, b) = r % 2 == 0 ? (spatial(0), spatial(newSpatial)) : { let b = spatial(newSpatial); return (spatial(0), b) }()
+                let (c, d) = r % 2 == 0 ? (temporal(1), temporal(0)) : { let d = temporal(0); return (temporal(1), d) }()
                 if r > 0 { so.append(a); sn.append(b); to.append(c); tn.append(d) }
             }
+            UnetAttention.spatialBatched = 1
+            UnetAttention.temporalHeadGroups = 0
             report("spatial C=\(C) \(S)x\(S)", so, sn)
             report("temporal C=\(C) \(S)x\(S)", to, tn)
         }

@@ -22,6 +22,10 @@ extension UnetAttention {
         ProcessInfo.processInfo.environment[name].flatMap { Int($0) } ?? d
     }
 
+    /// AVX-512 context of the batched spatial attention: 1 (default) a 16-lane GEMM with k transposed,
+    /// 0 dot products of zero-padded rows (`gemmNT`). Initial value from `TUMORSTREAM_UNET_SPATIAL_CTX`.
+    nonisolated(unsafe) public static var spatialContextKernel = knob("TUMORSTREAM_UNET_SPATIAL_CTX", default: 1)
+
     static func useSpatialBatched(positions Pn: Int) -> Bool {
         switch spatialBatched {
         case 0: return false
@@ -114,16 +118,29 @@ extension UnetAttention {
                     // ctxᵀ[e][d] = Σ_n v[e][n] k[d][n] over the frame's positions, copied into rows of Pp
                     // with zero tails; o = ctxᵀ q in whole 16-lane groups.
                     let kf = colMax, vf = kf + dh * Pp
-                    for r in 0..<dh {
-                        (kf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
-                        (vf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
+                    if dh % 16 != 0 || spatialContextKernel == 0 {
+                        for r in 0..<dh {
+                            (kf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
+                            (vf + r * Pp + Pn).update(repeating: 0, count: Pp - Pn)
+                        }
                     }
                     for f in 0..<F {
-                        for r in 0..<dh {
-                            (kf + r * Pp).update(from: k + r * Np + f * Pn, count: Pn)
-                            (vf + r * Pp).update(from: v + r * Np + f * Pn, count: Pn)
+                        if dh % 16 == 0 && spatialContextKernel != 0 {
+                            // As a 16-lane GEMM with k transposed (Pn × dh): no horizontal sums.
+                            let kT = kf
+                            for d in 0..<dh {
+                                let src = k + d * Np + f * Pn
+                                for n in 0..<Pn { kT[n * dh + d] = src[n] }
+                            }
+                            UnetAttentionCore.gemm(M: dh, N: dh, K: Pn, a: v + f * Pn, lda: Np, b: kT, ldb: dh, c: ctx, ldc: dh,
+                                                   groupStride: 16, accumulate: false)
+                        } else {
+                            for r in 0..<dh {
+                                (kf + r * Pp).update(from: k + r * Np + f * Pn, count: Pn)
+                                (vf + r * Pp).update(from: v + r * Np + f * Pn, count: Pn)
+                            }
+                            UnetAttentionCore.gemmNT(M: dh, N: dh, K: Pp, a: vf, lda: Pp, b: kf, ldb: Pp, c: ctx, ldc: dh)
                         }
-                        UnetAttentionCore.gemmNT(M: dh, N: dh, K: Pp, a: vf, lda: Pp, b: kf, ldb: Pp, c: ctx, ldc: dh)
                         UnetAttentionCore.gemm(M: dh, N: Pp, K: dh, a: ctx, lda: dh, b: q + f * Pn, ldb: Np,
                                                c: o + h * dh * Np + f * Pn, ldc: Np, groupStride: 16, accumulate: false)
                     }
