@@ -13,6 +13,7 @@ enum UnetAB {
         "theads": { UnetAttention.temporalHeadGroups = $0 },
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
         "sctx": { UnetAttention.spatialContextKernel = $0 },
+        "attn": { UnetAttention.sessionDefaults($0 != 0) },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {
