@@ -5,12 +5,18 @@ import KernelsAVX512
 /// `tumorbench networks unet-ab --ab KNOB=V1,V2,… [--runs N]`: A/B timing of one Unet3D step under
 /// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
 /// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
-/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `attncore` (`UnetAttentionCore.variant`).
+/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's.
+/// Knobs: the keys of `knobs`, each setting the named switch.
 enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
         "blas": { BLASThreads.count = $0 },
         "attncore": { UnetAttentionCore.variant = $0 },
+        "spatial": { UnetAttention.spatialBatched = $0 },
+        "theads": { UnetAttention.temporalHeadGroups = $0 },
+        "fold": { UnetAttention.cacheFoldedWeights = $0 },
+        "sctx": { UnetAttention.spatialContextKernel = $0 },
+        "attn": { UnetAttention.sessionDefaults($0 != 0) },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

@@ -102,10 +102,13 @@ public final class Unet3D {
             toOut = try sd.tensor(p + "fn.fn.to_out.weight", shape: [dim, heads * dimHead, 1, 1])
             toOutBias = try sd.tensor(p + "fn.fn.to_out.bias", shape: [dim])
             self.heads = heads; self.dimHead = dimHead
+            folded = UnetAttention.foldedOutputWeights(toQKV: toQKV, toOut: toOut, channels: dim, heads: heads)
         }
+        /// The output weights with the value projection folded in (C ≤ dh), computed once at load.
+        let folded: [Float]?
         func callAsFunction(_ x: Tensor, scratch: UnetScratch) -> Tensor {
             Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads,
-                                               scratch: scratch)
+                                               folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil, scratch: scratch)
         }
     }
 
@@ -128,13 +131,16 @@ public final class Unet3D {
                 freqs = nil
             }
             self.heads = heads; self.dimHead = dimHead; self.temporal = temporal
+            folded = temporal ? UnetAttention.foldedOutputWeights(toQKV: toQKV, toOut: toOut, channels: dim, heads: heads) : nil
         }
+        /// Temporal: the output weights with the value projection folded in (C ≤ dh), computed once at load.
+        let folded: [Float]?
         func callAsFunction(_ x: Tensor, bias: [Float]?, scratch: UnetScratch) -> Tensor {
             let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
             let P = H * W, N = F * P, hidden = heads * dimHead
             if temporal {
                 return Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, heads: heads, freqs: freqs, bias: bias,
-                                                     scratch: scratch)
+                                                     folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil, scratch: scratch)
             }
             let xn = NetworkOps.channelLayerNorm(x, gamma: gamma)
             var out = x

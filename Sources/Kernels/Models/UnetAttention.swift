@@ -13,7 +13,10 @@ final class UnetScratch {
         if count > capacity || workers > blocks.count {
             for b in blocks { b.deallocate() }
             capacity = max(count, capacity)
-            blocks = (0..<max(workers, blocks.count)).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: capacity) }
+            // 64-byte aligned, like tensor storage: the AVX-512 tiles' rows start on cache lines.
+            blocks = (0..<max(workers, blocks.count)).map { _ in
+                UnsafeMutableRawPointer.allocate(byteCount: 4 * capacity, alignment: 64).bindMemory(to: Float.self, capacity: capacity)
+            }
         }
     }
 
@@ -70,7 +73,7 @@ enum UnetParallel {
 /// The attention blocks of the video-diffusion UNet, each fused into one pass over tiles that stay
 /// in cache: channel LayerNorm, the QKV projection (one GEMM per tile), the attention core, the
 /// output projection and the residual add.
-enum UnetAttention {
+public enum UnetAttention {
     typealias P = UnsafeMutablePointer<Float>
 
     /// Channel LayerNorm (gain only, eps 1e-5) of `count` contiguous columns: `src[c·srcStride + i]`
@@ -145,7 +148,13 @@ enum UnetAttention {
     /// `y` must hold a copy of `x` on entry.
     static func spatialLinear(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                               gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
-                              bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
+                              bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, folded: UnsafePointer<Float>? = nil,
+                              scratch: UnetScratch, workers: Int) {
+        if useSpatialBatched(positions: Pn) {
+            spatialLinearBatched(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
+                                 bout: bout, heads: heads, dimHead: dh, scratch: scratch, workers: workers)
+            return
+        }
         let hidden = heads * dh, N = F * Pn
         let scale = Float(1) / Float(dh).squareRoot()
         let w = min(workers, B * F)
@@ -153,12 +162,12 @@ enum UnetAttention {
         let avx = KernelContext.useAVX512, groups16 = avx && Pn % 16 == 0
         // With C ≤ dh (level 0) the value projection is folded in: ctx_h Wo_hᵀ = (k_h xnᵀ)(Wo_h Wv_h)ᵀ.
         let fold = C <= dh
-        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
-        folded.withUnsafeBufferPointer { fp in
-        let foldedW = fold ? fp.baseAddress : nil
+        computed.withUnsafeBufferPointer { fp in
+        let foldedW = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
             let xn = blocks[worker]
@@ -255,10 +264,19 @@ enum UnetAttention {
     static func temporal(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                          gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                          heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
-                         scratch: UnetScratch, workers: Int) {
+                         folded: UnsafePointer<Float>? = nil, scratch: UnetScratch, workers: Int) {
+        let groups = headGroups(tasks: B * ((Pn + (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes) - 1)
+                                            / (KernelContext.useAVX512 ? UnetAttentionCore.lanes : lanes)),
+                                heads: heads, workers: workers)
+        if groups > 1 {
+            temporalSplit(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
+                          heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: folded, groups: groups,
+                          scratch: scratch, workers: workers)
+            return
+        }
         if KernelContext.useAVX512 {
             temporal16(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
-                       heads: heads, dimHead: dh, rotary: rotary, bias: bias, scratch: scratch, workers: workers)
+                       heads: heads, dimHead: dh, rotary: rotary, bias: bias, folded: folded, scratch: scratch, workers: workers)
             return
         }
         let L = lanes, T = F * L, hidden = heads * dh, N = F * Pn
@@ -286,94 +304,9 @@ enum UnetAttention {
                 }
             }
             sgemm(M: 3 * hidden, N: T, K: C, A: wqkv, lda: C, B: xn, ldb: T, beta: 0, C: qkv, ldc: T)
-            let raw = UnsafeMutableRawPointer(qkv), sRaw = UnsafeMutableRawPointer(s), oRaw = UnsafeMutableRawPointer(o)
-            @inline(__always) func ld(_ row: Int, _ t: Int) -> SIMD8<Float> {
-                raw.loadUnaligned(fromByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
-            }
-            @inline(__always) func st(_ v: SIMD8<Float>, _ row: Int, _ t: Int) {
-                raw.storeBytes(of: v, toByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
-            }
             for h in 0..<heads {
-                let qr = h * dh, kr = hidden + h * dh, vr = 2 * hidden + h * dh
-                // q × scale, then the rotary embedding of q and k (pairs (2i, 2i+1) of features).
-                for d in 0..<dh { for t in 0..<F { st(ld(qr + d, t) * scale, qr + d, t) } }
-                if let r = rotary {
-                    for t in 0..<F {
-                        for i in 0..<pairs {
-                            let c = r.cos[t * r.pairs + i], sn = r.sin[t * r.pairs + i]
-                            let q0 = ld(qr + 2 * i, t), q1 = ld(qr + 2 * i + 1, t)
-                            st(q0 * c + (-q1) * sn, qr + 2 * i, t)
-                            st(q1 * c + q0 * sn, qr + 2 * i + 1, t)
-                            let k0 = ld(kr + 2 * i, t), k1 = ld(kr + 2 * i + 1, t)
-                            st(k0 * c + (-k1) * sn, kr + 2 * i, t)
-                            st(k1 * c + k0 * sn, kr + 2 * i + 1, t)
-                        }
-                    }
-                }
-                // sim[i][j] = q_i · k_j (+ bias), softmax over j.
-                for i in 0..<F {
-                    var j = 0
-                    while j + 4 <= F {
-                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
-                        for d in 0..<dh {
-                            let qv = ld(qr + d, i)
-                            a0 += qv * ld(kr + d, j); a1 += qv * ld(kr + d, j + 1)
-                            a2 += qv * ld(kr + d, j + 2); a3 += qv * ld(kr + d, j + 3)
-                        }
-                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a1, toByteOffset: 4 * ((i * F + j + 1) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a2, toByteOffset: 4 * ((i * F + j + 2) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: a3, toByteOffset: 4 * ((i * F + j + 3) * L), as: SIMD8<Float>.self)
-                        j += 4
-                    }
-                    while j < F {
-                        var a0 = SIMD8<Float>.zero
-                        for d in 0..<dh { a0 += ld(qr + d, i) * ld(kr + d, j) }
-                        sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        j += 1
-                    }
-                    var mx = SIMD8<Float>(repeating: -.infinity)
-                    for j in 0..<F {
-                        var v = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        if let bias { v += bias[(h * F + i) * F + j] }
-                        sRaw.storeBytes(of: v, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        mx = mx.replacing(with: v, where: v .> mx)
-                    }
-                    var sum = SIMD8<Float>.zero
-                    for j in 0..<F {
-                        let e = NetworkOps.fastExp(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
-                        sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sum += e
-                    }
-                    let inv = 1 / sum
-                    for j in 0..<F {
-                        let e = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                        sRaw.storeBytes(of: e * inv, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                    }
-                }
-                // o[e][i] = Σ_j p[i][j] v[e][j].
-                for i in 0..<F {
-                    var e = 0
-                    while e + 4 <= dh {
-                        var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
-                        for j in 0..<F {
-                            let p = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
-                            a0 += p * ld(vr + e, j); a1 += p * ld(vr + e + 1, j)
-                            a2 += p * ld(vr + e + 2, j); a3 += p * ld(vr + e + 3, j)
-                        }
-                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a1, toByteOffset: 4 * ((qr + e + 1) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a2, toByteOffset: 4 * ((qr + e + 2) * T + i * L), as: SIMD8<Float>.self)
-                        oRaw.storeBytes(of: a3, toByteOffset: 4 * ((qr + e + 3) * T + i * L), as: SIMD8<Float>.self)
-                        e += 4
-                    }
-                    while e < dh {
-                        var a0 = SIMD8<Float>.zero
-                        for j in 0..<F { a0 += sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) * ld(vr + e, j) }
-                        oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
-                        e += 1
-                    }
-                }
+                temporalHead8(qkv: qkv, o: o, s: s, frames: F, heads: heads, dimHead: dh, head: h, scale: scale,
+                              rotary: rotary, pairs: pairs, bias: bias)
             }
             // y += Wo · o, scattered back into the tile's columns.
             sgemm(M: C, N: T, K: hidden, A: wout, lda: hidden, B: o, ldb: T, beta: 0, C: tmp, ldc: T)
@@ -386,13 +319,107 @@ enum UnetAttention {
         }
     }
 
+    /// One head of the portable temporal attention core (8-lane tiles): q, k, v of head `h` in the tile
+    /// layout of `qkv` (rows T = 8F floats apart), output rows h·dh ..< (h + 1)·dh of `o` (same layout).
+    static func temporalHead8(qkv: P, o: P, s: P, frames F: Int, heads: Int, dimHead dh: Int, head h: Int, scale: Float,
+                              rotary: AttentionOps.Rotary?, pairs: Int, bias: UnsafePointer<Float>?) {
+        let L = lanes, T = F * L, hidden = heads * dh
+        let raw = UnsafeMutableRawPointer(qkv), sRaw = UnsafeMutableRawPointer(s), oRaw = UnsafeMutableRawPointer(o)
+        @inline(__always) func ld(_ row: Int, _ t: Int) -> SIMD8<Float> {
+            raw.loadUnaligned(fromByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+        }
+        @inline(__always) func st(_ v: SIMD8<Float>, _ row: Int, _ t: Int) {
+            raw.storeBytes(of: v, toByteOffset: 4 * (row * T + t * L), as: SIMD8<Float>.self)
+        }
+        let qr = h * dh, kr = hidden + h * dh, vr = 2 * hidden + h * dh
+        // q × scale, then the rotary embedding of q and k (pairs (2i, 2i+1) of features).
+        for d in 0..<dh { for t in 0..<F { st(ld(qr + d, t) * scale, qr + d, t) } }
+        if let r = rotary {
+            for t in 0..<F {
+                for i in 0..<pairs {
+                    let c = r.cos[t * r.pairs + i], sn = r.sin[t * r.pairs + i]
+                    let q0 = ld(qr + 2 * i, t), q1 = ld(qr + 2 * i + 1, t)
+                    st(q0 * c + (-q1) * sn, qr + 2 * i, t)
+                    st(q1 * c + q0 * sn, qr + 2 * i + 1, t)
+                    let k0 = ld(kr + 2 * i, t), k1 = ld(kr + 2 * i + 1, t)
+                    st(k0 * c + (-k1) * sn, kr + 2 * i, t)
+                    st(k1 * c + k0 * sn, kr + 2 * i + 1, t)
+                }
+            }
+        }
+        // sim[i][j] = q_i · k_j (+ bias), softmax over j.
+        for i in 0..<F {
+            var j = 0
+            while j + 4 <= F {
+                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                for d in 0..<dh {
+                    let qv = ld(qr + d, i)
+                    a0 += qv * ld(kr + d, j); a1 += qv * ld(kr + d, j + 1)
+                    a2 += qv * ld(kr + d, j + 2); a3 += qv * ld(kr + d, j + 3)
+                }
+                sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a1, toByteOffset: 4 * ((i * F + j + 1) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a2, toByteOffset: 4 * ((i * F + j + 2) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: a3, toByteOffset: 4 * ((i * F + j + 3) * L), as: SIMD8<Float>.self)
+                j += 4
+            }
+            while j < F {
+                var a0 = SIMD8<Float>.zero
+                for d in 0..<dh { a0 += ld(qr + d, i) * ld(kr + d, j) }
+                sRaw.storeBytes(of: a0, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                j += 1
+            }
+            var mx = SIMD8<Float>(repeating: -.infinity)
+            for j in 0..<F {
+                var v = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                if let bias { v += bias[(h * F + i) * F + j] }
+                sRaw.storeBytes(of: v, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                mx = mx.replacing(with: v, where: v .> mx)
+            }
+            var sum = SIMD8<Float>.zero
+            for j in 0..<F {
+                let e = NetworkOps.fastExp(sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) - mx)
+                sRaw.storeBytes(of: e, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sum += e
+            }
+            let inv = 1 / sum
+            for j in 0..<F {
+                let e = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                sRaw.storeBytes(of: e * inv, toByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+            }
+        }
+        // o[e][i] = Σ_j p[i][j] v[e][j].
+        for i in 0..<F {
+            var e = 0
+            while e + 4 <= dh {
+                var a0 = SIMD8<Float>.zero, a1 = a0, a2 = a0, a3 = a0
+                for j in 0..<F {
+                    let p = sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self)
+                    a0 += p * ld(vr + e, j); a1 += p * ld(vr + e + 1, j)
+                    a2 += p * ld(vr + e + 2, j); a3 += p * ld(vr + e + 3, j)
+                }
+                oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a1, toByteOffset: 4 * ((qr + e + 1) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a2, toByteOffset: 4 * ((qr + e + 2) * T + i * L), as: SIMD8<Float>.self)
+                oRaw.storeBytes(of: a3, toByteOffset: 4 * ((qr + e + 3) * T + i * L), as: SIMD8<Float>.self)
+                e += 4
+            }
+            while e < dh {
+                var a0 = SIMD8<Float>.zero
+                for j in 0..<F { a0 += sRaw.loadUnaligned(fromByteOffset: 4 * ((i * F + j) * L), as: SIMD8<Float>.self) * ld(vr + e, j) }
+                oRaw.storeBytes(of: a0, toByteOffset: 4 * ((qr + e) * T + i * L), as: SIMD8<Float>.self)
+                e += 1
+            }
+        }
+    }
+
     /// `temporal` on AVX-512 (module `KernelsAVX512`): tiles of 16 positions, the projections as
     /// 16-column-group GEMMs (the output projection adds straight into `y` for whole tiles) and the
     /// attention core of each head in `UnetAttentionCore.temporalHead`. Same contract as `temporal`.
     static func temporal16(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                            gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                            heads: Int, dimHead dh: Int, rotary: AttentionOps.Rotary?, bias: UnsafePointer<Float>?,
-                           scratch: UnetScratch, workers: Int) {
+                           folded: UnsafePointer<Float>? = nil, scratch: UnetScratch, workers: Int) {
         let L = UnetAttentionCore.lanes, T = F * L, hidden = heads * dh, N = F * Pn
         let tiles = (Pn + L - 1) / L
         let scale = Float(1) / Float(dh).squareRoot()
@@ -400,7 +427,7 @@ enum UnetAttention {
         // With C ≤ dh (level 0) the value projection is folded into the output projection: the heads
         // attend over the normalised input itself (C rows) and y += Σ_h (Wo_h Wv_h) o_h.
         let fold = C <= dh
-        let folded = fold ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
+        let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
         scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
         let blocks = scratch.blocks
@@ -408,10 +435,10 @@ enum UnetAttention {
         let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
         cosT.withUnsafeBufferPointer { cp in
           sinT.withUnsafeBufferPointer { sp in
-            folded.withUnsafeBufferPointer { fp in
+            computed.withUnsafeBufferPointer { fp in
                 let cosP = rotary == nil ? nil : cp.baseAddress, sinP = rotary == nil ? nil : sp.baseAddress
                 let tablePairs = rotary?.pairs ?? 0
-                let wo = fold ? fp.baseAddress! : wout
+                let wo = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : wout
                 UnetParallel.run(tasks: B * tiles, workers: w) { task, worker in
                     let b = task / tiles, p0 = (task % tiles) * L, n = min(L, Pn - p0)
                     let xn = blocks[worker]
@@ -453,6 +480,20 @@ enum UnetAttention {
         }
     }
 
+    /// Knob: 1 (default) the attention structs fold the output weights once at load; 0 every call folds them.
+    nonisolated(unsafe) public static var cacheFoldedWeights = 1
+
+    /// `foldedOutputWeights` of a block's weight tensors if its value projection gets folded (C ≤ dh), else nil.
+    static func foldedOutputWeights(toQKV: Tensor, toOut: Tensor, channels C: Int, heads: Int) -> [Float]? {
+        let dh = toOut.count / C / heads
+        guard C <= dh else { return nil }
+        return toQKV.withUnsafeBufferPointer { wq in
+            toOut.withUnsafeBufferPointer { wo in
+                foldedOutputWeights(wqkv: wq.baseAddress!, wout: wo.baseAddress!, channels: C, heads: heads, dimHead: dh)
+            }
+        }
+    }
+
     /// The output projection with the value projection folded in: A[c][h·C + c'] = Σ_e Wo[c][h·dh + e] ·
     /// Wv[h·dh + e][c'] (C × heads·C), Wv being rows 2·heads·dh ..< 3·heads·dh of `wqkv`.
     static func foldedOutputWeights(wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>, channels C: Int, heads: Int,
@@ -482,8 +523,9 @@ extension Unet3D {
         spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads, scratch: UnetScratch())
     }
 
+    /// `folded`: `UnetAttention.foldedOutputWeights` of these weights (computed per call if nil).
     static func spatialLinearAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, toOutBias: Tensor,
-                                            heads: Int, scratch: UnetScratch) -> Tensor {
+                                            heads: Int, folded: [Float]? = nil, scratch: UnetScratch) -> Tensor {
         precondition(x.rank == 5, "spatialLinearAttentionBlock: x \(x.shape) must be 5-D")
         let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let hidden = toOut.count / C
@@ -496,10 +538,13 @@ extension Unet3D {
                     toQKV.withUnsafeBufferPointer { wq in
                         toOut.withUnsafeBufferPointer { wo in
                             toOutBias.withUnsafeBufferPointer { bo in
-                                UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
-                                                            positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
-                                                            wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
-                                                            scratch: scratch, workers: KernelContext.threads)
+                                let run = { (fp: UnsafePointer<Float>?) in
+                                    UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
+                                                                positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
+                                                                wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
+                                                                folded: fp, scratch: scratch, workers: KernelContext.threads)
+                                }
+                                if let folded { folded.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
                             }
                         }
                     }
@@ -518,7 +563,7 @@ extension Unet3D {
     }
 
     static func temporalAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, heads: Int,
-                                       freqs: [Float]?, bias: [Float]?, scratch: UnetScratch) -> Tensor {
+                                       freqs: [Float]?, bias: [Float]?, folded: [Float]? = nil, scratch: UnetScratch) -> Tensor {
         precondition(x.rank == 5, "temporalAttentionBlock: x \(x.shape) must be 5-D")
         let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let hidden = toOut.count / C
@@ -532,13 +577,16 @@ extension Unet3D {
                 gamma.withUnsafeBufferPointer { g in
                     toQKV.withUnsafeBufferPointer { wq in
                         toOut.withUnsafeBufferPointer { wo in
-                            let run = { (bp: UnsafePointer<Float>?) in
+                            let run = { (bp: UnsafePointer<Float>?, fp: UnsafePointer<Float>?) in
                                 UnetAttention.temporal(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
                                                        positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!, wout: wo.baseAddress!,
                                                        heads: heads, dimHead: hidden / heads, rotary: rotary, bias: bp,
-                                                       scratch: scratch, workers: KernelContext.threads)
+                                                       folded: fp, scratch: scratch, workers: KernelContext.threads)
                             }
-                            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                            let withFolded = { (bp: UnsafePointer<Float>?) in
+                                if let folded { folded.withUnsafeBufferPointer { run(bp, $0.baseAddress!) } } else { run(bp, nil) }
+                            }
+                            if let bias { bias.withUnsafeBufferPointer { withFolded($0.baseAddress!) } } else { withFolded(nil) }
                         }
                     }
                 }

@@ -1,0 +1,151 @@
+import Foundation
+import Kernels
+import XCTest
+
+/// The small-level attention paths (frames batched in the spatial linear attention, heads split over
+/// tasks in the temporal attention) against the session-3 paths they replace, on small shapes with
+/// planes that are not whole 16-lane groups, uneven head splits and batch 2, on both the portable
+/// and (if the CPU has it) the AVX-512 path. The session-3 paths are themselves checked against
+/// float64 references in Unet3DGoldenTests.
+final class UnetAttentionPathTests: XCTestCase {
+    override func tearDown() {
+        UnetAttention.spatialBatched = 1
+        UnetAttention.temporalHeadGroups = 1
+    }
+
+    static func onBothPaths(_ body: () throws -> Void) rethrows {
+        let saved = KernelContext.useAVX512
+        defer { KernelContext.useAVX512 = saved }
+        KernelContext.useAVX512 = false
+        try body()
+        KernelContext.useAVX512 = true
+        if KernelContext.useAVX512 { try body() }
+    }
+
+    private func delta(_ y: Tensor, _ x: Tensor) -> Tensor {
+        Tensor(shape: x.shape, data: zip(y.scalars, x.scalars).map { $0 - $1 })
+    }
+
+    private func spatial(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, mode: Int) {
+        let hidden = heads * dh
+        let x = random([B, C, F, H, W], seed: 41)
+        let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 42, scale: 0.5).scalars.map { 1 + $0 })
+        let wq = random([3 * hidden, C, 1, 1], seed: 43, scale: 0.3), wo = random([C, hidden, 1, 1], seed: 44, scale: 0.1)
+        let bo = random([C], seed: 45, scale: 0.1)
+        UnetAttention.spatialBatched = 0
+        let old = Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads)
+        for contextKernel in [1, 0] {
+            UnetAttention.spatialBatched = mode
+            UnetAttention.spatialContextKernel = contextKernel
+            let new = Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads)
+            UnetAttention.spatialBatched = 1
+            UnetAttention.spatialContextKernel = 1
+            XCTAssertTrue(new.scalars.allSatisfy { $0.isFinite }, "spatial \(x.shape): non-finite output")
+            assertClose(delta(new, x), delta(old, x), rel: 1e-5,
+                        "spatial linear attention \(x.shape), \(heads)×\(dh), mode \(mode), context kernel \(contextKernel), AVX-512 \(KernelContext.useAVX512)")
+        }
+    }
+
+    /// Frames batched: 3×3 and 6×6 planes (the Unet's levels 3 and 2), a 5×7 plane with C ≤ dh (the
+    /// per-frame path folds the value projection there), batch 2, and a 12×12 plane forced (mode 2).
+    func testSpatialBatchedMatchesPerFramePath() {
+        Self.onBothPaths {
+            spatial(2, 48, 5, 3, 3, heads: 8, dh: 32, mode: 1)
+            spatial(1, 96, 4, 6, 6, heads: 8, dh: 32, mode: 1)
+            spatial(2, 24, 3, 5, 7, heads: 8, dh: 32, mode: 1)
+            spatial(1, 20, 3, 12, 12, heads: 3, dh: 16, mode: 2)
+            spatial(2, 40, 2, 4, 4, heads: 5, dh: 8, mode: 2)
+        }
+    }
+
+    private func temporal(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, groups: Int) {
+        let hidden = heads * dh
+        let x = random([B, C, F, H, W], seed: 51)
+        let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 52, scale: 0.5).scalars.map { 1 + $0 })
+        let wq = random([3 * hidden, C], seed: 53, scale: 0.3), wo = random([C, hidden], seed: 54, scale: 0.1)
+        let freqs = (0..<(dh / 4)).map { Float(1 / pow(10000.0, Double(2 * $0) / Double(dh / 2))) }
+        let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 55), tokens: F, maxDistance: 32)
+        UnetAttention.temporalHeadGroups = 1
+        let old = Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, heads: heads, freqs: freqs, bias: bias)
+        UnetAttention.temporalHeadGroups = groups
+        let new = Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, heads: heads, freqs: freqs, bias: bias)
+        UnetAttention.temporalHeadGroups = 1
+        XCTAssertTrue(new.scalars.allSatisfy { $0.isFinite }, "temporal \(x.shape): non-finite output")
+        assertClose(delta(new, x), delta(old, x), rel: 1e-5,
+                    "temporal attention \(x.shape), \(heads)×\(dh), \(groups) head groups, AVX-512 \(KernelContext.useAVX512)")
+    }
+
+    /// Heads split over tasks: 8 heads in 3 (uneven) and 4 groups, 3×3 and 6×6 planes (partial tiles),
+    /// a 4×4 plane (one whole 16-lane tile), C ≤ dh (folded value projection on AVX-512), batch 2,
+    /// and the automatic choice (0) at the Unet's 3×3 level.
+    func testTemporalHeadSplitMatchesFusedPath() {
+        Self.onBothPaths {
+            temporal(2, 48, 24, 3, 3, heads: 8, dh: 32, groups: 3)
+            temporal(1, 24, 24, 6, 6, heads: 8, dh: 32, groups: 2)
+            temporal(2, 96, 7, 4, 4, heads: 8, dh: 32, groups: 4)
+            temporal(1, 40, 5, 2, 5, heads: 5, dh: 16, groups: 2)
+            temporal(1, 192, 24, 3, 3, heads: 8, dh: 32, groups: 0)
+        }
+    }
+
+    func testAutomaticHeadGroupsOnlyWhenWorkersWouldIdle() {
+        UnetAttention.temporalHeadGroups = 0
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 36, heads: 8, workers: 2), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 3, heads: 8, workers: 2), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 2), 2)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 4), 4)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 2, heads: 8, workers: 8), 4)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 1), 1)
+        UnetAttention.temporalHeadGroups = 3
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 2, workers: 2), 2)
+    }
+
+    /// Not a check: with TUMORSTREAM_ATTN_BENCH=1, prints interleaved paired timings (new ÷ old, the
+    /// median over rounds) of the attention blocks at the Unet's small levels (batch 1, 24 frames).
+    func testBenchSmallLevels() throws {
+        guard ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_BENCH"] == "1" else {
+            throw XCTSkip("set TUMORSTREAM_ATTN_BENCH=1 to time the small-level attention blocks")
+        }
+        let rounds = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_ROUNDS"] ?? "") ?? 40
+        let newSpatial = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_SPATIAL"] ?? "") ?? 1
+        let (heads, dh, F) = (8, 32, 24), hidden = heads * dh
+        func time(_ body: () -> Tensor) -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = body()
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        }
+        func report(_ name: String, _ a: [Double], _ b: [Double]) {
+            let r = zip(b, a).map { $0 / $1 }.sorted()
+            print(String(format: "attn-bench %-26@ old min %6.2f ms  new min %6.2f ms  median paired new/old %.3f",
+                         name as NSString, a.min()!, b.min()!, r[r.count / 2]))
+        }
+        for (C, S) in [(48, 12), (96, 6), (192, 3), (96, 3), (48, 6), (24, 12)] {
+            let x = random([1, C, F, S, S], seed: 61)
+            let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 62, scale: 0.5).scalars.map { 1 + $0 })
+            let wq = random([3 * hidden, C, 1, 1], seed: 63, scale: 0.3), wo = random([C, hidden, 1, 1], seed: 64, scale: 0.1)
+            let bo = random([C], seed: 65, scale: 0.1)
+            let wq2 = wq.reshaped([3 * hidden, C]), wo2 = wo.reshaped([C, hidden])
+            let freqs = (0..<16).map { Float(1 / pow(10000.0, Double(2 * $0) / 32)) }
+            let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 66), tokens: F, maxDistance: 32)
+            var so: [Double] = [], sn: [Double] = [], to: [Double] = [], tn: [Double] = []
+            func spatial(_ mode: Int) -> Double {
+                UnetAttention.spatialBatched = mode
+                return time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
+            }
+            func temporal(_ groups: Int) -> Double {
+                UnetAttention.temporalHeadGroups = groups
+                return time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
+            }
+            for r in 0...rounds {
+                // Old first in even rounds, new first in odd ones.
+                let (a, b) = r % 2 == 0 ? (spatial(0), spatial(newSpatial)) : { let b = spatial(newSpatial); return (spatial(0), b) }()
+                let (c, d) = r % 2 == 0 ? (temporal(1), temporal(0)) : { let d = temporal(0); return (temporal(1), d) }()
+                if r > 0 { so.append(a); sn.append(b); to.append(c); tn.append(d) }
+            }
+            UnetAttention.spatialBatched = 1
+            UnetAttention.temporalHeadGroups = 1
+            report("spatial C=\(C) \(S)x\(S)", so, sn)
+            report("temporal C=\(C) \(S)x\(S)", to, tn)
+        }
+    }
+}
