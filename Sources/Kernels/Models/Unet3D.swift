@@ -291,6 +291,15 @@ public final class Unet3D {
 
     public typealias Taps = (String, Tensor) -> Void
 
+    /// Whether a step runs OpenBLAS single-threaded (default true when `KernelContext.threads` > 1):
+    /// every GEMM of the step is then one-threaded inside the op workers (`NetworkOps.sgemm` splits its
+    /// GEMMs across them). With OpenBLAS threads, the mid-level full attention's two GEMMs are the only
+    /// threaded calls of the step, and after each the OpenBLAS worker spins on `sched_yield` for its
+    /// timeout (~0.1 s), i.e. through most of the step, taking a core from the op workers (measured:
+    /// 13% of the process's samples in a step, `Benchmarks/results/networks.md` session 4). Restored
+    /// after the step. False: the previous behaviour (for A/B runs).
+    nonisolated(unsafe) public static var singleThreadedBLAS = true
+
     /// ε prediction for x (B, out, D, H, W) with condition (B, in − out, D, H, W) at `timesteps` (one per batch element).
     /// H and W must be divisible by 2^(levels − 1).
     public func callAsFunction(_ x: Tensor, cond: Tensor, timesteps: [Float], taps: Taps? = nil) -> Tensor {
@@ -301,6 +310,10 @@ public final class Unet3D {
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
         let scratch = scratchPool.take()
         defer { scratchPool.give(scratch) }
+        let savedBLAS = BLASThreads.count
+        let singleBLAS = Unet3D.singleThreadedBLAS && KernelContext.threads > 1 && savedBLAS != 1
+        if singleBLAS { BLASThreads.count = 1 }
+        defer { if singleBLAS { BLASThreads.count = savedBLAS } }
         var h = Tensor.concat([x, cond], axis: 1)
         h = initConv(h)
         taps?("init_conv", h)
