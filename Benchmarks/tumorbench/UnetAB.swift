@@ -4,7 +4,7 @@ import Kernels
 /// `tumorbench networks unet-ab --ab KNOB=V1,V2,… [--runs N]`: A/B timing of one Unet3D step under
 /// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
 /// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
-/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `unetblas1` (`Unet3D.singleThreadedBLAS`), `shift` (`WholeIm2col.shiftedRows`).
+/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `unetblas1` (`Unet3D.singleThreadedBLAS`), `shift` (`WholeIm2col.shiftedRows`), `fuseadd` (`Unet3D.fuseResidualAdd`), `pointwise` (`Unet3D.pointwiseGEMM`).
 enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
@@ -12,6 +12,8 @@ enum UnetAB {
         // Sleeps 0.3 s first: an OpenBLAS thread woken by the previous step spins ~0.1 s (its timeout) and would spill into this one.
         "unetblas1": { Unet3D.singleThreadedBLAS = $0 != 0; usleep(300_000) },
         "shift": { WholeIm2col.shiftedRows = $0 != 0 },
+        "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
+        "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

@@ -28,7 +28,11 @@ public final class Unet3D {
             self.stride = stride; self.pad = pad
         }
         func callAsFunction(_ x: Tensor) -> Tensor {
-            x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
+            if Unet3D.pointwiseGEMM && weight.shape[2] == 1 && weight.shape[3] == 1 && weight.shape[4] == 1
+                && stride == [1, 1, 1] && pad == [0, 0, 0] {
+                return x.pointwiseConv3d(weight: weight, bias: bias)
+            }
+            return x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
         }
     }
 
@@ -49,9 +53,11 @@ public final class Unet3D {
             normWeight = try sd.tensor(p + "norm.weight", shape: [cout])
             normBias = try sd.tensor(p + "norm.bias", shape: [cout])
         }
-        func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil) -> Tensor {
+        /// `residual`, when given, is added after the SiLU (in the normalisation pass).
+        func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
             var h = proj(x)
-            NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true)
+            NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true,
+                                 residual: residual)
             return h
         }
     }
@@ -86,6 +92,7 @@ public final class Unet3D {
                 shift = Tensor(shape: [B, cout], data: sh)
             }
             var h = block1(x, scale: scale, shift: shift)
+            if Unet3D.fuseResidualAdd { return block2(h, residual: resConv.map { $0(x) } ?? x) }
             h = block2(h)
             h.add(resConv.map { $0(x) } ?? x)
             return h
@@ -299,6 +306,16 @@ public final class Unet3D {
     /// 13% of the process's samples in a step, `Benchmarks/results/networks.md` session 4). Restored
     /// after the step. False: the previous behaviour (for A/B runs).
     nonisolated(unsafe) public static var singleThreadedBLAS = true
+
+    /// Whether a ResnetBlock adds its residual inside the second Block's GroupNorm pass (true, default:
+    /// each channel right after it is normalised, no separate pass over the tensor) or as a separate
+    /// `add` afterwards (false: the previous code). The same float additions either way.
+    nonisolated(unsafe) public static var fuseResidualAdd = true
+
+    /// Whether the 1×1×1 convolutions (ResnetBlock `res_conv`s, the final projection) run as plain
+    /// GEMMs on the input (`Tensor.pointwiseConv3d`, true, default) or through `conv3d`'s general
+    /// lowering (false: the previous code, an im2col copy and a copy-out on large planes).
+    nonisolated(unsafe) public static var pointwiseGEMM = true
 
     /// ε prediction for x (B, out, D, H, W) with condition (B, in − out, D, H, W) at `timesteps` (one per batch element).
     /// H and W must be divisible by 2^(levels − 1).
