@@ -4,7 +4,7 @@ import Kernels
 /// `tumorbench networks unet-ab --ab KNOB=V1,V2,… [--runs N]`: A/B timing of one Unet3D step under
 /// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
 /// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
-/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `unetblas1` (`Unet3D.singleThreadedBLAS`), `shift` (`WholeIm2col.shiftedRows`), `fuseadd` (`Unet3D.fuseResidualAdd`), `pointwise` (`Unet3D.pointwiseGEMM`).
+/// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's. Knobs: `plane` (`KernelContext.wholeIm2colMaxPlane`), `unetblas1` (`Unet3D.singleThreadedBLAS`), `shift` (`WholeIm2col.shiftedRows`), `fuseadd` (`Unet3D.fuseResidualAdd`), `pointwise` (`Unet3D.pointwiseGEMM`), `resnet4` (all four session-4 ResnetBlock switches at once).
 enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
@@ -14,6 +14,7 @@ enum UnetAB {
         "shift": { WholeIm2col.shiftedRows = $0 != 0 },
         "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
         "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
+        "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {
