@@ -302,9 +302,10 @@ public final class Unet3D {
     /// every GEMM of the step is then one-threaded inside the op workers (`NetworkOps.sgemm` splits its
     /// GEMMs across them). With OpenBLAS threads, the mid-level full attention's two GEMMs are the only
     /// threaded calls of the step, and after each the OpenBLAS worker spins on `sched_yield` for its
-    /// timeout (~0.1 s), i.e. through most of the step, taking a core from the op workers (measured:
-    /// 13% of the process's samples in a step, `Benchmarks/results/networks.md` session 4). Restored
-    /// after the step. False: the previous behaviour (for A/B runs).
+    /// timeout (~0.1 s), i.e. through most of the step (measured: 12–13% of the process's CPU samples
+    /// in a step, `Benchmarks/results/networks.md` session 4; the step's wall time did not change
+    /// measurably under load, the CPU is freed for other work). `BLASThreads.count` is process-wide:
+    /// it is 1 for the whole step and restored after. False: the previous behaviour (for A/B runs).
     nonisolated(unsafe) public static var singleThreadedBLAS = true
 
     /// Whether a ResnetBlock adds its residual inside the second Block's GroupNorm pass (true, default:
