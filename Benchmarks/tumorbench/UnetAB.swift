@@ -17,6 +17,12 @@ enum UnetAB {
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
         "sctx": { UnetAttention.spatialContextKernel = $0 },
         "attn": { UnetAttention.sessionDefaults($0 != 0) },
+        // Sleeps 0.3 s first: an OpenBLAS thread woken by the previous step spins ~0.1 s (its timeout) and would spill into this one.
+        "unetblas1": { Unet3D.singleThreadedBLAS = $0 != 0; usleep(300_000) },
+        "shift": { WholeIm2col.shiftedRows = $0 != 0 },
+        "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
+        "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
+        "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 
     static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {

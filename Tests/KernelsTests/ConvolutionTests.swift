@@ -204,6 +204,51 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// The whole-im2col path's shifted-row build ((1,k,k) "same" zero padding, one D tap) and its
+    /// im2col-free 1×1 case against the element-by-element gather and the naive definition, on both
+    /// the portable and the AVX-512 dispatch; layers not of that form (replicate padding, stride, D taps)
+    /// fall back to the gather.
+    func testWholeIm2colShiftedRowsMatchGather() {
+        let saved = (KernelContext.wholeIm2colMaxPlane, WholeIm2col.shiftedRows, KernelContext.useAVX512)
+        defer {
+            KernelContext.wholeIm2colMaxPlane = saved.0; WholeIm2col.shiftedRows = saved.1
+            KernelContext.useAVX512 = saved.2
+        }
+        KernelContext.wholeIm2colMaxPlane = Int.max
+        var rng = SeededRandom(seed: 44)
+        // (cin, cout, input D,H,W, kernel, stride, front, back, bias)
+        let cases: [(Int, Int, [Int], [Int], [Int], [Int], [Int], Bool)] = [
+            (12, 7, [4, 3, 3], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1], true),
+            (5, 9, [3, 6, 6], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1], false),
+            (3, 4, [2, 5, 7], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1], true),
+            (2, 3, [3, 7, 5], [1, 5, 5], [1, 1, 1], [0, 2, 2], [0, 2, 2], true),
+            (6, 5, [5, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0], true),
+            (4, 8, [2, 6, 6], [1, 1, 1], [1, 1, 1], [0, 0, 0], [0, 0, 0], false),
+            (3, 4, [4, 3, 4], [1, 3, 3], [1, 1, 1], [0, 2, 0], [0, 0, 2], true),   // one-sided: still shifts
+            (3, 4, [4, 6, 6], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1], true),   // strided: gather
+            (3, 4, [4, 3, 3], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], true),   // D taps: gather
+        ]
+        for avx in CPUFeatures.hasAVX512F ? [false, true] : [false] {
+            KernelContext.useAVX512 = avx
+            for (cin, cout, size, k, s, f, b, hasBias) in cases {
+                for mode in [PaddingMode.zero, .replicate] {
+                    let x = rng.tensor([2, cin] + size)
+                    let w = rng.tensor([cout, cin] + k, scale: 0.5)
+                    let bias = hasBias ? rng.tensor([cout]) : nil
+                    let pad = Padding3d(front: f, back: b, mode: mode)
+                    WholeIm2col.shiftedRows = false
+                    let gathered = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+                    WholeIm2col.shiftedRows = true
+                    let shifted = x.conv3d(weight: w, bias: bias, stride: s, padding: pad)
+                    let e = naiveConv3d(x, w, bias, stride: s, front: f, back: b, replicate: mode == .replicate, groups: 1)
+                    let label = "avx512 \(avx): \(cin)→\(cout) \(size) k\(k) s\(s) pad \(f)/\(b) \(mode)"
+                    assertClose(shifted, gathered, rtol: 1e-6, atol: 1e-6, label)
+                    assertClose(shifted, e, rtol: 1e-4, atol: 1e-4, label)
+                }
+            }
+        }
+    }
+
     func testSamePaddingMatchesReferenceSamePadConv3d() {
         forEachConvolutionPath { path in
             // SamePadConv3d: total k − s, front = ceil(total/2) (F.pad's first element is p//2 + p%2).

@@ -199,14 +199,26 @@ public enum NetworkOps {
         while j < n { d[j] += s[j]; j += 1 }
     }
 
-    /// GroupNorm over (B, C, S...) followed, optionally, by `x*(1+scale[b,c]) + shift[b,c]` and SiLU.
+    /// GroupNorm over (B, C, S...) followed, optionally, by `x*(1+scale[b,c]) + shift[b,c]` and SiLU,
+    /// and then, optionally, `+ residual` (same shape; added to each channel right after it is
+    /// normalised, while it is in cache: the same float additions as a separate `add`).
     /// Statistics in Double (pass `stats` when they are known already); in place.
     public static func groupNorm(_ x: inout Tensor, groups: Int, eps: Float, weight: Tensor, bias: Tensor,
-                                 scale: Tensor? = nil, shift: Tensor? = nil, silu: Bool, stats: GroupStatistics? = nil) {
+                                 scale: Tensor? = nil, shift: Tensor? = nil, silu: Bool, stats: GroupStatistics? = nil,
+                                 residual: Tensor? = nil) {
         let shape = x.shape
+        precondition(residual == nil || residual!.shape == shape, "groupNorm: residual \(residual!.shape) for \(shape)")
         x.withUnsafeMutableBufferPointer { xp in
-            normalize(from: UnsafePointer(xp.baseAddress!), to: xp.baseAddress!, shape: shape, groups: groups, eps: eps,
-                      weight: weight, bias: bias, scale: scale, shift: shift, silu: silu, stats: stats)
+            if let residual {
+                residual.withUnsafeBufferPointer { rp in
+                    normalize(from: UnsafePointer(xp.baseAddress!), to: xp.baseAddress!, shape: shape, groups: groups, eps: eps,
+                              weight: weight, bias: bias, scale: scale, shift: shift, silu: silu, stats: stats,
+                              residual: rp.baseAddress!)
+                }
+            } else {
+                normalize(from: UnsafePointer(xp.baseAddress!), to: xp.baseAddress!, shape: shape, groups: groups, eps: eps,
+                          weight: weight, bias: bias, scale: scale, shift: shift, silu: silu, stats: stats)
+            }
         }
     }
 
@@ -225,7 +237,8 @@ public enum NetworkOps {
     }
 
     static func normalize(from src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<Float>, shape: [Int], groups: Int, eps: Float,
-                          weight: Tensor, bias: Tensor, scale: Tensor?, shift: Tensor?, silu: Bool, stats: GroupStatistics?) {
+                          weight: Tensor, bias: Tensor, scale: Tensor?, shift: Tensor?, silu: Bool, stats: GroupStatistics?,
+                          residual: UnsafePointer<Float>? = nil) {
         let B = shape[0], C = shape[1], S = shape.dropFirst(2).reduce(1, *)
         precondition(C % groups == 0 && weight.count == C && bias.count == C, "groupNorm: \(shape), \(groups) groups, weight \(weight.shape)")
         precondition(stats == nil || (stats!.groups == groups && stats!.mean.count == B * groups), "groupNorm: statistics for another shape")
@@ -257,6 +270,7 @@ public enum NetworkOps {
                                 o = o * s1 + sh[b * C + c]
                             }
                             affine(src + offset + cc * S, dst + offset + cc * S, S, a, o, silu: silu)
+                            if let residual { addArrays(dst + offset + cc * S, residual + offset + cc * S, S) }
                         }
                     }
                 }

@@ -28,7 +28,11 @@ public final class Unet3D {
             self.stride = stride; self.pad = pad
         }
         func callAsFunction(_ x: Tensor) -> Tensor {
-            x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
+            if Unet3D.pointwiseGEMM && weight.shape[2] == 1 && weight.shape[3] == 1 && weight.shape[4] == 1
+                && stride == [1, 1, 1] && pad == [0, 0, 0] {
+                return x.pointwiseConv3d(weight: weight, bias: bias)
+            }
+            return x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
         }
     }
 
@@ -49,9 +53,11 @@ public final class Unet3D {
             normWeight = try sd.tensor(p + "norm.weight", shape: [cout])
             normBias = try sd.tensor(p + "norm.bias", shape: [cout])
         }
-        func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil) -> Tensor {
+        /// `residual`, when given, is added after the SiLU (in the normalisation pass).
+        func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
             var h = proj(x)
-            NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true)
+            NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true,
+                                 residual: residual)
             return h
         }
     }
@@ -86,6 +92,7 @@ public final class Unet3D {
                 shift = Tensor(shape: [B, cout], data: sh)
             }
             var h = block1(x, scale: scale, shift: shift)
+            if Unet3D.fuseResidualAdd { return block2(h, residual: resConv.map { $0(x) } ?? x) }
             h = block2(h)
             h.add(resConv.map { $0(x) } ?? x)
             return h
@@ -297,6 +304,26 @@ public final class Unet3D {
 
     public typealias Taps = (String, Tensor) -> Void
 
+    /// Whether a step runs OpenBLAS single-threaded (default true when `KernelContext.threads` > 1):
+    /// every GEMM of the step is then one-threaded inside the op workers (`NetworkOps.sgemm` splits its
+    /// GEMMs across them). With OpenBLAS threads, the mid-level full attention's two GEMMs are the only
+    /// threaded calls of the step, and after each the OpenBLAS worker spins on `sched_yield` for its
+    /// timeout (~0.1 s), i.e. through most of the step (measured: 12–13% of the process's CPU samples
+    /// in a step, `Benchmarks/results/networks.md` session 4; the step's wall time did not change
+    /// measurably under load, the CPU is freed for other work). `BLASThreads.count` is process-wide:
+    /// it is 1 for the whole step and restored after. False: the previous behaviour (for A/B runs).
+    nonisolated(unsafe) public static var singleThreadedBLAS = true
+
+    /// Whether a ResnetBlock adds its residual inside the second Block's GroupNorm pass (true, default:
+    /// each channel right after it is normalised, no separate pass over the tensor) or as a separate
+    /// `add` afterwards (false: the previous code). The same float additions either way.
+    nonisolated(unsafe) public static var fuseResidualAdd = true
+
+    /// Whether the 1×1×1 convolutions (ResnetBlock `res_conv`s, the final projection) run as plain
+    /// GEMMs on the input (`Tensor.pointwiseConv3d`, true, default) or through `conv3d`'s general
+    /// lowering (false: the previous code, an im2col copy and a copy-out on large planes).
+    nonisolated(unsafe) public static var pointwiseGEMM = true
+
     /// ε prediction for x (B, out, D, H, W) with condition (B, in − out, D, H, W) at `timesteps` (one per batch element).
     /// H and W must be divisible by 2^(levels − 1).
     public func callAsFunction(_ x: Tensor, cond: Tensor, timesteps: [Float], taps: Taps? = nil) -> Tensor {
@@ -307,6 +334,10 @@ public final class Unet3D {
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
         let scratch = scratchPool.take()
         defer { scratchPool.give(scratch) }
+        let savedBLAS = BLASThreads.count
+        let singleBLAS = Unet3D.singleThreadedBLAS && KernelContext.threads > 1 && savedBLAS != 1
+        if singleBLAS { BLASThreads.count = 1 }
+        defer { if singleBLAS { BLASThreads.count = savedBLAS } }
         var h = Tensor.concat([x, cond], axis: 1)
         h = initConv(h)
         taps?("init_conv", h)
