@@ -1,13 +1,15 @@
 import COpenBLAS
 import Foundation
 import Kernels
+import Stages
 
 /// `tumorbench networks [case ...] [--runs N] [--fixtures DIR]`: DiffTumor networks at the real size
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
-/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium early-x2
-/// medium-x2 (two concurrent single-threaded syntheses: throughput); extra:
-/// unet-profile, decode-profile, encode-profile, snap-variants. Options: --kernel-threads N,
-/// --blas-threads N, --mmap (glibc's default mapping of large blocks instead of heap reuse).
+/// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
+/// early-x2, medium-x2 (two concurrent single-threaded syntheses: throughput), unet-profile,
+/// unet-ab (--ab KNOB=V1,V2: interleaved A/B, UnetAB.swift), decode-profile, encode-profile,
+/// early-profile, medium-profile, snap-variants. Options: --kernel-threads N, --blas-threads N,
+/// --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
     struct Case {
         let name: String
@@ -79,8 +81,8 @@ enum NetworksBenchmark {
         // splits the GEMMs across the op workers instead (NetworkOps.workerGEMM).
         var blasThreads = ProcessInfo.processInfo.activeProcessorCount
         var kernelThreads: Int? = nil
-        // Default: freed 113 MB activations stay in the heap for the next call (NetworkOps.reuseLargeAllocations);
-        // `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
+        // Default: the daemon's allocator setting (Stages.MallocTuning: freed 113 MB activations stay in the
+        // heap for the next call); `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
         var heapReuse = true
         var abSpec = "plane=0,40"
         var i = 0
@@ -96,9 +98,9 @@ enum NetworksBenchmark {
             }
             i += 1
         }
-        if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium", "early-x2", "medium-x2"] }
+        if selected.isEmpty { selected = ["sgemm", "encode", "unet", "snap", "decode", "early", "medium"] }
 
-        if heapReuse { heapReuse = NetworkOps.reuseLargeAllocations() }
+        if heapReuse { heapReuse = MallocTuning.apply() }
         KernelContext.threads = ProcessInfo.processInfo.activeProcessorCount
         if let kt = kernelThreads { KernelContext.threads = kt }
         BLASThreads.count = blasThreads

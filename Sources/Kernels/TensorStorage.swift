@@ -11,7 +11,7 @@ public final class TensorStorage {
         // 64-byte aligned: the AVX-512 kernels' rows then start on cache lines (glibc's malloc gives
         // 16): measured 3.5–4% of a Unet step in paired A/B (session 4). Done by over-allocating
         // 60 bytes rather than with an aligned allocation: glibc's memalign splits its blocks, and with
-        // large blocks kept in the heap (NetworkOps.reuseLargeAllocations) the decoder's peak resident
+        // large blocks kept in the heap (Stages.MallocTuning) the decoder's peak resident
         // size grew from 494 to 886 MiB.
         allocation = UnsafeMutableRawPointer.allocate(byteCount: 4 * max(count, 1) + 60, alignment: 16)
         let aligned = (Int(bitPattern: allocation) + 63) & ~63

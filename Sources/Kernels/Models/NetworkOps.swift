@@ -44,23 +44,6 @@ public enum NetworkOps {
         }
     }
 
-    // MARK: - memory
-
-    /// Makes glibc keep freed blocks of any size in the heap for reuse (`mallopt(M_MMAP_MAX, 0)` and
-    /// no trimming) instead of mapping each large block fresh: the decoder's 113 MB activations are
-    /// then recycled across calls instead of being page-faulted and zeroed by the kernel on first touch
-    /// every time (about 3× the cost of writing them). Process-wide; the resident size stays at its
-    /// peak. Returns false where `mallopt` is not available (not glibc).
-    @discardableResult
-    public static func reuseLargeAllocations() -> Bool {
-        // RTLD_DEFAULT is the null handle on glibc.
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
-        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
-        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
-        let mmapMax: Int32 = -4, trimThreshold: Int32 = -1   // M_MMAP_MAX, M_TRIM_THRESHOLD in <malloc.h>
-        return mallopt(mmapMax, 0) == 1 && mallopt(trimThreshold, Int32.max) == 1
-    }
-
     // MARK: - normalisation and activations
 
     /// Mean and biased variance of each (image, group) of an NC… tensor, accumulated in Double.
