@@ -10,7 +10,7 @@ import XCTest
 final class UnetAttentionPathTests: XCTestCase {
     override func tearDown() {
         UnetAttention.spatialBatched = 1
-        UnetAttention.temporalHeadGroups = 1
+        UnetAttention.temporalHeadGroups = 0
     }
 
     static func onBothPaths(_ body: () throws -> Void) rethrows {
@@ -69,7 +69,7 @@ final class UnetAttentionPathTests: XCTestCase {
         let old = Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, heads: heads, freqs: freqs, bias: bias)
         UnetAttention.temporalHeadGroups = groups
         let new = Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, heads: heads, freqs: freqs, bias: bias)
-        UnetAttention.temporalHeadGroups = 1
+        UnetAttention.temporalHeadGroups = 0
         XCTAssertTrue(new.scalars.allSatisfy { $0.isFinite }, "temporal \(x.shape): non-finite output")
         assertClose(delta(new, x), delta(old, x), rel: 1e-5,
                     "temporal attention \(x.shape), \(heads)×\(dh), \(groups) head groups, AVX-512 \(KernelContext.useAVX512)")
@@ -143,7 +143,7 @@ final class UnetAttentionPathTests: XCTestCase {
                 if r > 0 { so.append(a); sn.append(b); to.append(c); tn.append(d) }
             }
             UnetAttention.spatialBatched = 1
-            UnetAttention.temporalHeadGroups = 1
+            UnetAttention.temporalHeadGroups = 0
             report("spatial C=\(C) \(S)x\(S)", so, sn)
             report("temporal C=\(C) \(S)x\(S)", to, tn)
         }

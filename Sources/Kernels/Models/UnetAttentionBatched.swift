@@ -13,11 +13,12 @@ extension UnetAttention {
     /// from `TUMORSTREAM_UNET_SPATIAL` if set (for `tumorbench networks unet-profile`).
     nonisolated(unsafe) public static var spatialBatched = knob("TUMORSTREAM_UNET_SPATIAL", default: 1)
 
-    /// Head groups of the temporal attention: 0 automatic, split only when there are fewer tiles than
-    /// workers (the 3×3 planes: one tile); k ≥ 1 exactly min(k, heads) groups; 1 (default) the fused
-    /// session-3 path: on the loaded VM the paired A/B of 0 against 1 was 1.01–1.03 (no gain measured
-    /// yet; the split can only pay when both cores are free). Initial value from `TUMORSTREAM_UNET_THEADS`.
-    nonisolated(unsafe) public static var temporalHeadGroups = knob("TUMORSTREAM_UNET_THEADS", default: 1)
+    /// Head groups of the temporal attention: 0 (default) automatic, split only when there are fewer
+    /// tiles than workers (the 3×3 planes: one tile); k ≥ 1 exactly min(k, heads) groups; 1 the fused
+    /// session-3 path. Paired A/B of 0 against 1: 1.01–1.03 while the process had about one core (other
+    /// builds running), 0.982 and 0.985 with both cores free (2 groups everywhere: 1.040). Initial
+    /// value from `TUMORSTREAM_UNET_THEADS`.
+    nonisolated(unsafe) public static var temporalHeadGroups = knob("TUMORSTREAM_UNET_THEADS", default: 0)
 
     static func knob(_ name: String, default d: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap { Int($0) } ?? d
@@ -27,12 +28,11 @@ extension UnetAttention {
     /// 0 dot products of zero-padded rows (`gemmNT`). Initial value from `TUMORSTREAM_UNET_SPATIAL_CTX`.
     nonisolated(unsafe) public static var spatialContextKernel = knob("TUMORSTREAM_UNET_SPATIAL_CTX", default: 1)
 
-    /// The knobs at once: the session-4 defaults (`true`) or the session-3 paths (the temporal head
-    /// split is off in both).
+    /// The knobs at once: the session-4 defaults (`true`) or the session-3 paths.
     public static func sessionDefaults(_ on: Bool) {
         spatialBatched = on ? 1 : 0
         spatialContextKernel = on ? 1 : 0
-        temporalHeadGroups = 1
+        temporalHeadGroups = on ? 0 : 1
         cacheFoldedWeights = on ? 1 : 0
     }
 
