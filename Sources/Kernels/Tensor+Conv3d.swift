@@ -190,8 +190,8 @@ extension Tensor {
     }
 
     /// Whether `conv3d(weight:bias:stride:padding:groups:)` with these arguments runs on the AVX-512
-    /// direct kernels (true) or on the im2col + sgemm lowering (false), under the current
-    /// `KernelContext` settings. For benchmarks and tests.
+    /// direct kernels (true) or on an im2col + sgemm lowering (false: tiled, or the whole-output im2col
+    /// of tiny planes), under the current `KernelContext` settings. For benchmarks and tests.
     public func conv3dTakesDirectPath(weight: Tensor, stride: [Int] = [1, 1, 1], padding: Padding3d = .none,
                                       groups: Int = 1) -> Bool {
         let kernel = Array(weight.shape[2...])
@@ -200,6 +200,7 @@ extension Tensor {
             let padded: Int = shape[2 + i] + padding.front[i] + padding.back[i]
             o[i] = (padded - kernel[i]) / stride[i] + 1
         }
+        if Tensor.conv3dWholeIm2col(outDims: (o[0], o[1], o[2]), kernel: kernel, channels: shape[1] / groups) { return false }
         return Tensor.conv3dDirect(outDims: (o[0], o[1], o[2]), kernel: kernel, stride: stride,
                                    channels: shape[1] / groups, outChannels: weight.shape[0] / groups)
     }
