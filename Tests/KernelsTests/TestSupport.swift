@@ -37,3 +37,13 @@ func assertClose(_ actual: Tensor, _ expected: Tensor, rtol: Float = 1e-4, atol:
 func dot(_ a: Tensor, _ b: Tensor) -> Double {
     zip(a.scalars, b.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
 }
+
+/// Runs `body` on the portable path, then (if the CPU has it) on the AVX-512 path; restores the setting.
+func onBothKernelPaths(_ body: () throws -> Void) rethrows {
+    let saved = KernelContext.useAVX512
+    defer { KernelContext.useAVX512 = saved }
+    KernelContext.useAVX512 = false
+    try body()
+    KernelContext.useAVX512 = true
+    if KernelContext.useAVX512 { try body() }
+}

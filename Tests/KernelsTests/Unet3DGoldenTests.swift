@@ -90,18 +90,9 @@ final class Unet3DGoldenTests: XCTestCase {
     /// Temporal attention over 24 frames (the real latent depth) at 6×6 positions (4 full SIMD tiles
     /// and a partial one), batch 2, with rotary embedding and the relative position bias.
     func testTemporalAttentionBlockOver24FramesAgainstFloat64() throws {
-        try Self.onBothPaths { checkTemporalAttentionBlock() }
+        onBothKernelPaths { checkTemporalAttentionBlock() }
     }
 
-    /// Runs `body` on the portable path, then (if the CPU has it) on the AVX-512 path.
-    static func onBothPaths(_ body: () throws -> Void) throws {
-        let saved = KernelContext.useAVX512
-        defer { KernelContext.useAVX512 = saved }
-        KernelContext.useAVX512 = false
-        try body()
-        KernelContext.useAVX512 = true
-        if KernelContext.useAVX512 { try body() }
-    }
 
     func checkTemporalAttentionBlock() {
         let (B, C, F, H, W, heads, dh) = (2, 24, 24, 6, 6, 8, 32)
@@ -155,12 +146,12 @@ final class Unet3DGoldenTests: XCTestCase {
 
     /// Spatial linear attention at the real level-0 plane (24×24 positions), 24 frames, batch 2.
     func testSpatialLinearAttentionBlockAtRealPlaneAgainstFloat64() throws {
-        try Self.onBothPaths { checkSpatialLinearAttentionBlock(H: 24, W: 24) }
+        onBothKernelPaths { checkSpatialLinearAttentionBlock(H: 24, W: 24) }
     }
 
     /// A 6×6 plane: not whole 16-lane groups (the AVX-512 path's partial-vector softmaxes, BLAS projections).
     func testSpatialLinearAttentionBlockAtSmallPlaneAgainstFloat64() throws {
-        try Self.onBothPaths { checkSpatialLinearAttentionBlock(H: 6, W: 6) }
+        onBothKernelPaths { checkSpatialLinearAttentionBlock(H: 6, W: 6) }
     }
 
     func checkSpatialLinearAttentionBlock(H: Int, W: Int) {

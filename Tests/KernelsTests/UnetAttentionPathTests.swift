@@ -13,14 +13,6 @@ final class UnetAttentionPathTests: XCTestCase {
         UnetAttention.temporalHeadGroups = 0
     }
 
-    static func onBothPaths(_ body: () throws -> Void) rethrows {
-        let saved = KernelContext.useAVX512
-        defer { KernelContext.useAVX512 = saved }
-        KernelContext.useAVX512 = false
-        try body()
-        KernelContext.useAVX512 = true
-        if KernelContext.useAVX512 { try body() }
-    }
 
     private func delta(_ y: Tensor, _ x: Tensor) -> Tensor {
         Tensor(shape: x.shape, data: zip(y.scalars, x.scalars).map { $0 - $1 })
@@ -49,7 +41,7 @@ final class UnetAttentionPathTests: XCTestCase {
     /// Frames batched: 3×3 and 6×6 planes (the Unet's levels 3 and 2), a 5×7 plane with C ≤ dh (the
     /// per-frame path folds the value projection there), batch 2, and a 12×12 plane forced (mode 2).
     func testSpatialBatchedMatchesPerFramePath() {
-        Self.onBothPaths {
+        onBothKernelPaths {
             spatial(2, 48, 5, 3, 3, heads: 8, dh: 32, mode: 1)
             spatial(1, 96, 4, 6, 6, heads: 8, dh: 32, mode: 1)
             spatial(2, 24, 3, 5, 7, heads: 8, dh: 32, mode: 1)
@@ -79,7 +71,7 @@ final class UnetAttentionPathTests: XCTestCase {
     /// a 4×4 plane (one whole 16-lane tile), C ≤ dh (folded value projection on AVX-512), batch 2,
     /// and the automatic choice (0) at the Unet's 3×3 level.
     func testTemporalHeadSplitMatchesFusedPath() {
-        Self.onBothPaths {
+        onBothKernelPaths {
             temporal(2, 48, 24, 3, 3, heads: 8, dh: 32, groups: 3)
             temporal(1, 24, 24, 6, 6, heads: 8, dh: 32, groups: 2)
             temporal(2, 96, 7, 4, 4, heads: 8, dh: 32, groups: 4)

@@ -237,7 +237,7 @@ public final class Unet3D {
         architecture = a
         let (h, dh, td) = (a.heads, a.dimHead, a.timeDim)
         relPosTable = try sd.tensor("time_rel_pos_bias.relative_attention_bias.weight")
-        let initDim = try sd.shape("init_conv.weight")![0]
+        let initDim = sd.shape("init_conv.weight")![0]
         let k = a.initKernel
         initConv = try Conv(sd, "init_conv.", shape: [initDim, a.inputChannels, 1, k, k], pad: [0, k / 2, k / 2])
         initTemporal = try FullAttention(sd, "init_temporal_attn.", dim: initDim, heads: h, dimHead: dh, temporal: true)

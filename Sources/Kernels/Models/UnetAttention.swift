@@ -227,17 +227,7 @@ public enum UnetAttention {
     /// The two softmaxes of one head of the spatial linear attention (portable SIMD8 code), in place
     /// on rows of `n` positions: q over the dh features at each position (× scale), k over the positions.
     static func softmaxesPortable(q: P, k: P, positions Pn: Int, dimHead dh: Int, scale: Float, colMax: P, colSum: P) {
-        // q: softmax over the dh features at each position, × scale.
-        colMax.update(from: q, count: Pn)
-        for d in 1..<dh { AttentionOps.vmax(colMax, q + d * Pn, Pn) }
-        colSum.update(repeating: 0, count: Pn)
-        for d in 0..<dh {
-            let r = q + d * Pn
-            _ = AttentionOps.expInPlace(r, Pn, subtract: 0, minus: colMax)
-            AttentionOps.vadd(colSum, r, Pn)
-        }
-        for n in 0..<Pn { colSum[n] = scale / colSum[n] }
-        for d in 0..<dh { AttentionOps.vmul(q + d * Pn, colSum, Pn) }
+        featureSoftmaxPortable(q: q, stride: Pn, columns: Pn, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
         // k: softmax over positions for each feature.
         for d in 0..<dh {
             let r = k + d * Pn
@@ -245,6 +235,21 @@ public enum UnetAttention {
             let inv = 1 / AttentionOps.expInPlace(r, Pn, subtract: mx)
             AttentionOps.vscale(r, inv, Pn)
         }
+    }
+
+    /// q's softmax over its `dh` feature rows (row stride `stride`) at each of `columns` columns, × scale,
+    /// in place (portable SIMD8 code); `colMax` and `colSum` hold `columns` floats of scratch.
+    static func featureSoftmaxPortable(q: P, stride: Int, columns: Int, dimHead dh: Int, scale: Float, colMax: P, colSum: P) {
+        colMax.update(from: q, count: columns)
+        for d in 1..<dh { AttentionOps.vmax(colMax, q + d * stride, columns) }
+        colSum.update(repeating: 0, count: columns)
+        for d in 0..<dh {
+            let r = q + d * stride
+            _ = AttentionOps.expInPlace(r, columns, subtract: 0, minus: colMax)
+            AttentionOps.vadd(colSum, r, columns)
+        }
+        for n in 0..<columns { colSum[n] = scale / colSum[n] }
+        for d in 0..<dh { AttentionOps.vmul(q + d * stride, colSum, columns) }
     }
 
     // MARK: - softmax attention along frames

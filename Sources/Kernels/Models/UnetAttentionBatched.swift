@@ -106,16 +106,7 @@ extension UnetAttention {
                     UnetAttentionBatchedCore.featureSoftmax(q: q, stride: Np, columns: Np, dimHead: dh, scale: scale)
                     UnetAttentionBatchedCore.segmentSoftmax(k: k, stride: Np, rows: dh, frames: F, positions: Pn)
                 } else {
-                    colMax.update(from: q, count: Np)
-                    for d in 1..<dh { AttentionOps.vmax(colMax, q + d * Np, Np) }
-                    colSum.update(repeating: 0, count: Np)
-                    for d in 0..<dh {
-                        let r = q + d * Np
-                        _ = AttentionOps.expInPlace(r, Np, subtract: 0, minus: colMax)
-                        AttentionOps.vadd(colSum, r, Np)
-                    }
-                    for n in 0..<Np { colSum[n] = scale / colSum[n] }
-                    for d in 0..<dh { AttentionOps.vmul(q + d * Np, colSum, Np) }
+                    featureSoftmaxPortable(q: q, stride: Np, columns: Np, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
                     for d in 0..<dh {
                         for f in 0..<F {
                             let r = k + d * Np + f * Pn
