@@ -131,6 +131,19 @@ extension Tensor {
         let inSpatial = spatialCount
         var out = Tensor(uninitialized: [n, cout, outSizes[0], outSizes[1], outSizes[2]])
         out.withMutablePointer { KernelContext.adviseHugePages($0, count: n * cout * outSpatial) }
+        if Tensor.convTranspose3dWholeIm2col(outSizes: outSizes, kernel: kernel, stride: stride, channels: cinG) {
+            withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
+                for b in 0..<n { for g in 0..<groups {
+                    Tensor.convTranspose3dPhasesWholeIm2col(
+                        input: x + (b * cin + g * cinG) * inSpatial, channels: cinG, inputDims: inDims,
+                        weight: w + g * cinG * coutG * kernel.reduce(1, *), weightOutChannels: coutG,
+                        outChannels: coutG, kernel: kernel, stride: stride, padding: padding,
+                        bias: bias.map { Array($0.scalars[(g * coutG)..<((g + 1) * coutG)]) },
+                        output: y + (b * cout + g * coutG) * outSpatial, outSizes: outSizes)
+                }}
+            }}}
+            return out
+        }
         if Tensor.convTranspose3dDirect(outSizes: outSizes, kernel: kernel, stride: stride) {
             let kVol = kernel.reduce(1, *)
             withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
@@ -214,6 +227,7 @@ extension Tensor {
             let grown: Int = (shape[2 + i] - 1) * stride[i] + kernel[i]
             o[i] = grown - 2 * padding[i] + outputPadding[i]
         }
+        if Tensor.convTranspose3dWholeIm2col(outSizes: o, kernel: kernel, stride: stride, channels: shape[1]) { return false }
         return Tensor.convTranspose3dDirect(outSizes: o, kernel: kernel, stride: stride)
     }
 
@@ -231,6 +245,70 @@ extension Tensor {
         if KernelContext.forceDirectConvolution { return true }
         if kernel == [1, 1, 1] && stride == [1, 1, 1] { return false }   // a plain GEMM, no gathering to save
         return directPays(outH: outDims.1, outW: outDims.2, pitch: outDims.2 + (kernel[2] + stride[2] - 1) / stride[2] - 1)
+    }
+
+    /// Whether `convTranspose3d` runs each output phase as one whole-output im2col GEMM: phase planes
+    /// of at most `KernelContext.wholeIm2colMaxPlane` positions (the Unet's upsample from 3² planes,
+    /// which ran at 12% of sgemm tap-stacked) whose im2col fits the workers' tile budget.
+    static func convTranspose3dWholeIm2col(outSizes: [Int], kernel: [Int], stride: [Int], channels: Int) -> Bool {
+        if KernelContext.useAVX512 && KernelContext.forceDirectConvolution { return false }
+        let phase = (0..<3).map { (outSizes[$0] + stride[$0] - 1) / stride[$0] }
+        let taps = (0..<3).map { (kernel[$0] + stride[$0] - 1) / stride[$0] }
+        guard phase[1] * phase[2] <= KernelContext.wholeIm2colMaxPlane else { return false }
+        return wholeIm2colFloats(channels: channels, kernel: taps, outputDims: (phase[0], phase[1], phase[2])) * 4
+            <= KernelContext.threads * KernelContext.im2colTileBytes
+    }
+
+    /// One image and group of `convTranspose3d` through `wholeIm2colConvolution`, phase by phase: each
+    /// phase's outputs (every stride-th position) are a stride-1 gather over its sub-kernel, computed
+    /// into a scratch matrix and scattered into `output` with the bias. `weight` is [cin, weightOutChannels, k…].
+    static func convTranspose3dPhasesWholeIm2col(input x: UnsafePointer<Float>, channels cin: Int, inputDims: [Int],
+                                                 weight w: UnsafePointer<Float>, weightOutChannels: Int,
+                                                 outChannels cout: Int, kernel: [Int], stride: [Int], padding: [Int],
+                                                 bias: [Float]?, output y: UnsafeMutablePointer<Float>, outSizes: [Int]) {
+        let kVol = kernel.reduce(1, *)
+        let outPlane = outSizes[1] * outSizes[2]
+        for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
+            let phase = [pd, ph, pw]
+            let dims = (0..<3).map {
+                GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
+                                          stride: stride[$0], padding: padding[$0], phase: phase[$0])
+            }
+            let n = dims[0].count * dims[1].count * dims[2].count
+            guard n > 0 else { continue }
+            let (tD, tH, tW) = (dims[0].taps, dims[1].taps, dims[2].taps)
+            let taps = tD * tH * tW
+            // A[co, (ci, jd, jh, jw)] = w[ci, co, pd + sD·jd, ph + sH·jh, pw + sW·jw].
+            var a = [Float](repeating: 0, count: max(1, cout * cin * taps))
+            for co in 0..<cout { for ci in 0..<cin { for jd in 0..<tD { for jh in 0..<tH { for jw in 0..<tW {
+                let kd = pd + stride[0] * jd, kh = ph + stride[1] * jh, kw = pw + stride[2] * jw
+                let src: Int = (ci * weightOutChannels + co) * kVol + (kd * kernel[1] + kh) * kernel[2] + kw
+                a[(co * cin + ci) * taps + (jd * tH + jh) * tW + jw] = w[src]
+            }}}}}
+            let result = UnsafeMutablePointer<Float>.allocate(capacity: cout * n)
+            defer { result.deallocate() }
+            if taps == 0 || cin == 0 {
+                result.update(repeating: 0, count: cout * n)   // no kernel tap reaches this phase: bias only
+            } else {
+                a.withUnsafeBufferPointer { ap in
+                    wholeIm2colConvolution(input: x, channels: cin, inputDims: (inputDims[0], inputDims[1], inputDims[2]),
+                                           dims: dims, weights: ap.baseAddress!, outChannels: cout, bias: nil, output: result)
+                }
+            }
+            let (cD, cH, cW) = (dims[0].coordinates, dims[1].coordinates, dims[2].coordinates)
+            KernelContext.parallelFor(cout) { range in
+                for co in range {
+                    let b = bias?[co] ?? 0
+                    var src = result + co * n
+                    let dst = y + co * outSizes[0] * outPlane
+                    for od in cD { for oh in cH {
+                        let row = dst + od * outPlane + oh * outSizes[2]
+                        for j in 0..<cW.count { row[cW[j]] = src[j] + b }
+                        src += cW.count
+                    }}
+                }
+            }
+        }}}
     }
 
     static func convTranspose3dDirect(outSizes: [Int], kernel: [Int], stride: [Int]) -> Bool {
