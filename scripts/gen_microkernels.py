@@ -7,7 +7,7 @@ Run from the package root: python3 scripts/gen_microkernels.py
 """
 import os
 
-TILES = [(8, 3), (1, 4)]   # (output channels, 16-float vectors)
+TILES = [(8, 3), (12, 2), (1, 4)]   # (output channels, 16-float vectors)
 
 
 def kernel(mr, nr):

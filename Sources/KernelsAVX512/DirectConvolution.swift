@@ -39,9 +39,14 @@ struct VirtualInput {
 /// Tile shapes of the micro-kernels.
 private enum Tile {
     case wide8    // 8 channels × 48 positions (kernel8x3)
+    case wide12   // 12 channels × 32 positions (kernel12x2)
     case narrow1  // 1 channel × 64 positions (kernel1x4)
-    var rows: Int { self == .wide8 ? 8 : 1 }
-    var width: Int { self == .wide8 ? 48 : 64 }
+    var rows: Int {
+        switch self { case .wide8: return 8; case .wide12: return 12; case .narrow1: return 1 }
+    }
+    var width: Int {
+        switch self { case .wide8: return 48; case .wide12: return 32; case .narrow1: return 64 }
+    }
 }
 
 public enum DirectConvolution {
@@ -50,6 +55,30 @@ public enum DirectConvolution {
 
     /// Output positions per band: each channel chunk sweeps a band's tiles before the next chunk.
     nonisolated(unsafe) public static var bandPositions = 3072
+
+    /// Zero padding, stride 1: the rows of a virtual plane share their pad columns (pitch = front + W
+    /// instead of front + W + back: a row's right pad is the next row's left pad, all zeros), so fewer
+    /// dropped columns are computed (the Unet's 12² planes: 12×13 instead of 12×14 per plane).
+    /// False: the previous layout. Applies when the back pad is at most the front pad.
+    nonisolated(unsafe) public static var sharedPadColumns = true
+
+    /// Whether the 12-channel × 32-position tile (`kernel12x2`) may be taken where it computes fewer
+    /// positions × padded output channels than the 8 × 48 tile (the Unet's 24/48-channel convs on
+    /// 24² and 12² planes: grids of 600 and 156 positions). False: always 8 × 48 (the previous code).
+    nonisolated(unsafe) public static var twelveRowTiles = true
+
+    /// Whether the virtual-plane fill and the copy-out move rows as 16/8/4-float vectors (the last
+    /// one overlapping) instead of `memmove`/scalar loops, and skip the constant zero pads of
+    /// stride-1 zero-padded planes after their first fill. False: the previous loops.
+    nonisolated(unsafe) public static var vectorRows = true
+
+    /// Sets the switches above from the bits of `v` (1: `sharedPadColumns`, 2: `twelveRowTiles`,
+    /// 4: `vectorRows`); for the interleaved A/B bench (`tumorbench networks unet-ab --ab dconv=0,7`).
+    public static func setVariant(_ v: Int) {
+        sharedPadColumns = v & 1 != 0
+        twelveRowTiles = v & 2 != 0
+        vectorRows = v & 4 != 0
+    }
 
     /// `y = conv3d(x, w) + bias` for one image and one group, like PyTorch `Conv3d`.
     /// `x` is [cin, inD, inH, inW], `w` is [cout, cin, kD, kH, kW], `y` is [cout, outD, outH, outW] with
@@ -168,7 +197,24 @@ public enum DirectConvolution {
         for p in dims[1] where p.count > 0 && p.taps > 0 { rows = max(rows, p.count + p.taps - 1 + p.offset) }
         for p in dims[2] where p.count > 0 && p.taps > 0 { pitch = max(pitch, p.count + p.taps - 1 + p.offset) }
         for p in dims[0] where p.count > 0 && p.taps > 0 { span = max(span, p.taps) }
-        let tile: Tile = cout < 4 ? .narrow1 : .wide8
+        let stepOne = sd == 1 && sh == 1 && sw == 1
+        if sharedPadColumns && stepOne && !virtual.replicate {
+            // Columns past the data read the next row's left pad (zeros); the last row's read the
+            // zero slack past the plane.
+            let fw = virtual.front.2, w = inputDims.2
+            if pitch > fw + w && pitch <= 2 * fw + w { pitch = fw + w }
+        }
+        // Output channels (padded to whole tiles) × positions computed, for a tile shape.
+        func cost(_ t: Tile) -> Int {
+            var positions = 0
+            for dh in dims[1] where dh.count > 0 {
+                positions += (dh.count * pitch + t.width - 1) / t.width * t.width * dims[2].filter { $0.count > 0 }.count
+            }
+            return (cout + t.rows - 1) / t.rows * t.rows * positions
+        }
+        let tile: Tile = cout < 4 ? .narrow1 : twelveRowTiles && cost(.wide12) < cost(.wide8) ? .wide12 : .wide8
+        // Stride-1 zero-padded planes: the pads stay zero from the ring's first initialisation.
+        let skipZeroPads = vectorRows && stepOne && !virtual.replicate
         let coutPadded = (cout + tile.rows - 1) / tile.rows * tile.rows
         let maxGrid = dims[1].map { $0.count }.max()! * pitch
         let scratchPitch = (maxGrid + tile.width - 1) / tile.width * tile.width
@@ -227,7 +273,8 @@ public enum DirectConvolution {
                     let slot = ((v % ringSlots) + ringSlots) % ringSlots
                     if ringPlane[slot] != v {
                         fillPlane(v, into: ring + slot * channels * planeFloats, planeFloats: planeFloats, rows: rows,
-                                  pitch: pitch, input: x, channels: cin, inputDims: inputDims, virtual: virtual)
+                                  pitch: pitch, input: x, channels: cin, inputDims: inputDims, virtual: virtual,
+                                  skipZeroPads: skipZeroPads)
                         ringPlane[slot] = v
                     }
                     slotOf[td] = slot
@@ -281,6 +328,7 @@ public enum DirectConvolution {
                                         let src = ring + c0 * planeFloats + n0
                                         switch tile {
                                         case .wide8: kernel8x3(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
+                                        case .wide12: kernel12x2(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
                                         case .narrow1: kernel1x4(src, planeFloats, cc, offsets, taps, wb, dst, scratchPitch, c0 > 0)
                                         }
                                     }
@@ -300,6 +348,7 @@ public enum DirectConvolution {
                                 let s = src + r * pitch
                                 let d = dstC + (oh0 + r * outStride.1) * outW + ow0
                                 if outStride.2 == 1 {
+                                    if vectorRows { copyRow(d, s, dw.count, adding: b); continue }
                                     for c in 0..<dw.count { d[c] = s[c] + b }
                                 } else {
                                     for c in 0..<dw.count { d[c * outStride.2] = s[c] + b }
@@ -354,13 +403,64 @@ public enum DirectConvolution {
         if ne > no { d[2 * no] = e[no] + bias }
     }
 
+    /// `d[i] = s[i] + bias` for i < n, as 16/8/4-float vectors (the last one overlapping the previous).
+    @inline(__always)
+    static func copyRow(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int, adding bias: Float) {
+        if n >= 16 {
+            let b = V(repeating: bias)
+            var c = 0
+            while c + 16 <= n { store(d + c, load(s + c) + b); c += 16 }
+            if c < n { store(d + n - 16, load(s + n - 16) + b) }
+        } else if n >= 8 {
+            let b = SIMD8<Float>(repeating: bias)
+            let lo = UnsafeRawPointer(s).loadUnaligned(as: SIMD8<Float>.self) + b
+            let hi = UnsafeRawPointer(s + n - 8).loadUnaligned(as: SIMD8<Float>.self) + b
+            UnsafeMutableRawPointer(d).storeBytes(of: lo, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(d + n - 8).storeBytes(of: hi, as: SIMD8<Float>.self)
+        } else {
+            for i in 0..<n { d[i] = s[i] + bias }
+        }
+    }
+
+    /// `d[i] = s[i]` for i < n, as 16/8-float vectors (the last one overlapping the previous).
+    @inline(__always)
+    static func copyRow(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        if n >= 16 {
+            var c = 0
+            while c + 16 <= n { store(d + c, load(s + c)); c += 16 }
+            if c < n { store(d + n - 16, load(s + n - 16)) }
+        } else if n >= 8 {
+            let lo = UnsafeRawPointer(s).loadUnaligned(as: SIMD8<Float>.self)
+            let hi = UnsafeRawPointer(s + n - 8).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(d).storeBytes(of: lo, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(d + n - 8).storeBytes(of: hi, as: SIMD8<Float>.self)
+        } else {
+            for i in 0..<n { d[i] = s[i] }
+        }
+    }
+
     /// Builds virtual plane `v` (all C′ channels, `rows` × `pitch` each, channel stride `planeFloats`).
+    /// `skipZeroPads` (stride 1, zero padding, a buffer that held only zeros or earlier fills of the same
+    /// layout): only the data rows are written, as vectors; the pads are still zero.
     static func fillPlane(_ v: Int, into dst: UnsafeMutablePointer<Float>, planeFloats: Int, rows: Int, pitch: Int,
                           input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
-                          virtual: VirtualInput) {
+                          virtual: VirtualInput, skipZeroPads: Bool = false) {
         let (d, h, w) = inputDims
         let (sd, sh, sw) = virtual.step
         let (fd, fh, fw) = virtual.front
+        if skipZeroPads && v - fd >= 0 && v - fd < d {
+            // Rows fh..<fh + h, columns fw..<fw + w (within the pitch: the data always fits).
+            let iz = v - fd
+            let cols = min(w, pitch - fw), r1 = min(rows, fh + h)
+            for ci in 0..<cin {
+                let src = x + (ci * d + iz) * h * w
+                let plane = dst + ci * planeFloats + fw
+                if cols > 0 && r1 > max(0, fh) {
+                    for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
+                }
+            }
+            return
+        }
         for ci in 0..<cin {
             for a in 0..<sd {
                 var iz = v * sd + a - fd

@@ -59,6 +59,72 @@ func kernel8x3(_ x: UnsafePointer<Float>, _ cp: Int, _ channels: Int, _ off: Uns
     do { let o = out + 7 * sp; store(o, a70); store(o + 16, a71); store(o + 32, a72) }
 }
 
+/// A 12×32 tile: `out[r·sp + j] (+)= Σ_c Σ_t w[(c·taps + t)·12 + r] · x[c·cp + off[t] + j]`
+/// for r < 12, j < 32; adds to `out` when `accumulate`, else overwrites it.
+@inline(never)
+func kernel12x2(_ x: UnsafePointer<Float>, _ cp: Int, _ channels: Int, _ off: UnsafePointer<Int>, _ taps: Int,
+               _ w: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ sp: Int, _ accumulate: Bool) {
+    var a00 = V(), a01 = V()
+    var a10 = V(), a11 = V()
+    var a20 = V(), a21 = V()
+    var a30 = V(), a31 = V()
+    var a40 = V(), a41 = V()
+    var a50 = V(), a51 = V()
+    var a60 = V(), a61 = V()
+    var a70 = V(), a71 = V()
+    var a80 = V(), a81 = V()
+    var a90 = V(), a91 = V()
+    var a100 = V(), a101 = V()
+    var a110 = V(), a111 = V()
+    if accumulate {
+        do { let o = out; a00 = load(o); a01 = load(o + 16) }
+        do { let o = out + 1 * sp; a10 = load(o); a11 = load(o + 16) }
+        do { let o = out + 2 * sp; a20 = load(o); a21 = load(o + 16) }
+        do { let o = out + 3 * sp; a30 = load(o); a31 = load(o + 16) }
+        do { let o = out + 4 * sp; a40 = load(o); a41 = load(o + 16) }
+        do { let o = out + 5 * sp; a50 = load(o); a51 = load(o + 16) }
+        do { let o = out + 6 * sp; a60 = load(o); a61 = load(o + 16) }
+        do { let o = out + 7 * sp; a70 = load(o); a71 = load(o + 16) }
+        do { let o = out + 8 * sp; a80 = load(o); a81 = load(o + 16) }
+        do { let o = out + 9 * sp; a90 = load(o); a91 = load(o + 16) }
+        do { let o = out + 10 * sp; a100 = load(o); a101 = load(o + 16) }
+        do { let o = out + 11 * sp; a110 = load(o); a111 = load(o + 16) }
+    }
+    var wp = w, xc = x
+    for _ in 0..<channels {
+        for t in 0..<taps {
+            let q = xc + off[t]
+            let x0 = load(q), x1 = load(q + 16)
+            var b = V(repeating: wp[0]); a00.addProduct(b, x0); a01.addProduct(b, x1)
+            b = V(repeating: wp[1]); a10.addProduct(b, x0); a11.addProduct(b, x1)
+            b = V(repeating: wp[2]); a20.addProduct(b, x0); a21.addProduct(b, x1)
+            b = V(repeating: wp[3]); a30.addProduct(b, x0); a31.addProduct(b, x1)
+            b = V(repeating: wp[4]); a40.addProduct(b, x0); a41.addProduct(b, x1)
+            b = V(repeating: wp[5]); a50.addProduct(b, x0); a51.addProduct(b, x1)
+            b = V(repeating: wp[6]); a60.addProduct(b, x0); a61.addProduct(b, x1)
+            b = V(repeating: wp[7]); a70.addProduct(b, x0); a71.addProduct(b, x1)
+            b = V(repeating: wp[8]); a80.addProduct(b, x0); a81.addProduct(b, x1)
+            b = V(repeating: wp[9]); a90.addProduct(b, x0); a91.addProduct(b, x1)
+            b = V(repeating: wp[10]); a100.addProduct(b, x0); a101.addProduct(b, x1)
+            b = V(repeating: wp[11]); a110.addProduct(b, x0); a111.addProduct(b, x1)
+            wp += 12
+        }
+        xc += cp
+    }
+    do { let o = out; store(o, a00); store(o + 16, a01) }
+    do { let o = out + 1 * sp; store(o, a10); store(o + 16, a11) }
+    do { let o = out + 2 * sp; store(o, a20); store(o + 16, a21) }
+    do { let o = out + 3 * sp; store(o, a30); store(o + 16, a31) }
+    do { let o = out + 4 * sp; store(o, a40); store(o + 16, a41) }
+    do { let o = out + 5 * sp; store(o, a50); store(o + 16, a51) }
+    do { let o = out + 6 * sp; store(o, a60); store(o + 16, a61) }
+    do { let o = out + 7 * sp; store(o, a70); store(o + 16, a71) }
+    do { let o = out + 8 * sp; store(o, a80); store(o + 16, a81) }
+    do { let o = out + 9 * sp; store(o, a90); store(o + 16, a91) }
+    do { let o = out + 10 * sp; store(o, a100); store(o + 16, a101) }
+    do { let o = out + 11 * sp; store(o, a110); store(o + 16, a111) }
+}
+
 /// A 1×64 tile: `out[r·sp + j] (+)= Σ_c Σ_t w[(c·taps + t)·1 + r] · x[c·cp + off[t] + j]`
 /// for r < 1, j < 64; adds to `out` when `accumulate`, else overwrites it.
 @inline(never)
