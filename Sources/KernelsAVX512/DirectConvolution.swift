@@ -67,9 +67,10 @@ public enum DirectConvolution {
     /// 24² and 12² planes: grids of 600 and 156 positions). False: always 8 × 48 (the previous code).
     nonisolated(unsafe) public static var twelveRowTiles = true
 
-    /// Whether the virtual-plane fill and the copy-out move rows as 16/8/4-float vectors (the last
-    /// one overlapping) instead of `memmove`/scalar loops, and skip the constant zero pads of
-    /// stride-1 zero-padded planes after their first fill. False: the previous loops.
+    /// Whether the virtual-plane fill and the copy-out move rows as 16/8-float vectors (the last
+    /// one overlapping; stride-2 phases of a row as the even lanes of 16-float loads) instead of
+    /// `memmove`/scalar loops, and skip the constant zero pads of stride-1 zero-padded planes after
+    /// their first fill. False: the previous loops.
     nonisolated(unsafe) public static var vectorRows = true
 
     /// Whether the per-call weight repacking writes through a buffer pointer (true) or through Swift
@@ -533,6 +534,18 @@ public enum DirectConvolution {
         }
     }
 
+    /// `d[i] = s[2i]` for i < n (the stride-2 phases of a row), 8 at a time from 16-float loads that stay
+    /// within s[0...2(n−1)]; the rest scalar.
+    @inline(__always)
+    static func evenLanes(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
+        var i = 0
+        while i + 9 <= n {
+            UnsafeMutableRawPointer(d + i).storeBytes(of: load(s + 2 * i).evenHalf, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { d[i] = s[2 * i]; i += 1 }
+    }
+
     /// `d[i] = s[i]` for i < n, as 16/8-float vectors (the last one overlapping the previous).
     @inline(__always)
     static func copyRow(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
@@ -602,6 +615,8 @@ public enum DirectConvolution {
                             if first < end {
                                 if sw == 1 {
                                     (row + first).update(from: line + (first + c - fw), count: end - first)
+                                } else if sw == 2 && vectorRows {
+                                    evenLanes(row + first, line + (2 * first + c - fw), end - first)
                                 } else {
                                     for col in first..<end { row[col] = line[col * sw + c - fw] }
                                 }

@@ -34,6 +34,8 @@ final class DirectConvolutionVariantTests: XCTestCase {
             (8, 12, [5, 9, 11], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], false),     // zero D planes
             (16, 16, [6, 10, 12], [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], true),    // VQ-GAN form
             (5, 2, [4, 12, 12], [1, 3, 3], [1, 1, 1], [0, 1, 1], [0, 1, 1], false),     // 1-row tile
+            (6, 16, [3, 22, 23], [1, 4, 4], [1, 2, 2], [0, 1, 1], [0, 1, 1], false),    // stride 2, odd width
+            (6, 8, [6, 10, 37], [4, 4, 4], [2, 2, 2], [1, 1, 1], [1, 1, 1], true),      // VQ-GAN encoder down form
         ]
         for (cin, cout, size, k, s, front, back, replicate) in cases {
             let x = rng.tensor([1, cin] + size)
