@@ -22,7 +22,7 @@ enum UnetAB {
         "shift": { WholeIm2col.shiftedRows = $0 != 0 },
         "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
         "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
-        "dconv": { DirectConvolution.setVariant($0) },   // bits: 1 shared pad columns, 2 12-row tiles, 4 vector rows, 8 pointer repack
+        "dconv": { Unet3D.setConvolutionVariant($0) },   // bits: 1 shared pad columns, 2 12-row tiles, 4 vector rows, 8 pointer repack, 16 overlap, 32 concat-free skips
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 

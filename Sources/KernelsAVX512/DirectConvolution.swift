@@ -34,6 +34,15 @@ struct VirtualInput {
     var step: (Int, Int, Int)
     var front: (Int, Int, Int)
     var replicate: Bool
+    /// Input channels from `split` on are read from `second` (channel `split` is its channel 0): a
+    /// channel concatenation without the copy.
+    var second: UnsafePointer<Float>? = nil
+    var split = Int.max
+
+    /// Channel `ci`'s [d, h, w] volume.
+    @inline(__always) func channel(_ x: UnsafePointer<Float>, _ ci: Int, volume: Int) -> UnsafePointer<Float> {
+        ci < split ? x + ci * volume : second! + (ci - split) * volume
+    }
 }
 
 /// Tile shapes of the micro-kernels.
@@ -102,11 +111,14 @@ public enum DirectConvolution {
     /// `y = conv3d(x, w) + bias` for one image and one group, like PyTorch `Conv3d`.
     /// `x` is [cin, inD, inH, inW], `w` is [cout, cin, kD, kH, kW], `y` is [cout, outD, outH, outW] with
     /// out = (in + front + back − k)/stride + 1 (the caller checked the sizes).
+    /// With `secondInput`, input channels `firstChannels..<cin` are read from it instead of `x` (the
+    /// convolution of a channel concatenation [x, second] without building it).
     public static func conv3d(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
                               weight w: UnsafePointer<Float>, outChannels cout: Int, kernel: (Int, Int, Int),
                               stride: (Int, Int, Int), front: (Int, Int, Int), replicate: Bool,
                               bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
-                              outputDims: (Int, Int, Int), threads: Int) {
+                              outputDims: (Int, Int, Int), threads: Int,
+                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0) {
         let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
         let o = [outputDims.0, outputDims.1, outputDims.2]
         let taps = (0..<3).map { (k[$0] + s[$0] - 1) / s[$0] }
@@ -114,7 +126,8 @@ public enum DirectConvolution {
         let phases = s[0] * s[1] * s[2]
         let channels = cin * phases
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
-        let virtual = VirtualInput(step: stride, front: front, replicate: replicate)
+        var virtual = VirtualInput(step: stride, front: front, replicate: replicate)
+        if let secondInput { virtual.second = secondInput; virtual.split = firstChannels }
         if phases == 1 {
             // Stride 1: W′ is w itself.
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
@@ -578,7 +591,7 @@ public enum DirectConvolution {
             let iz = v - fd
             let cols = min(w, pitch - fw), r1 = min(rows, fh + h)
             for ci in channelRange {
-                let src = x + (ci * d + iz) * h * w
+                let src = virtual.channel(x, ci, volume: d * h * w) + iz * h * w
                 let plane = dst + ci * planeFloats + fw
                 if cols > 0 && r1 > max(0, fh) {
                     for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
@@ -596,7 +609,7 @@ public enum DirectConvolution {
                         let cv = ((ci * sd + a) * sh + b) * sw + c
                         let plane = dst + cv * planeFloats
                         if zeroPlane && !virtual.replicate { plane.update(repeating: 0, count: rows * pitch); continue }
-                        let src = x + (ci * d + iz) * h * w
+                        let src = virtual.channel(x, ci, volume: d * h * w) + iz * h * w
                         for r in 0..<rows {
                             var iy = r * sh + b - fh
                             let row = plane + r * pitch

@@ -70,4 +70,27 @@ final class DirectConvolutionVariantTests: XCTestCase {
             }
         }
     }
+
+    /// The Unet's convolutions of channel concatenations read both inputs in place (`concatFreeSkips`):
+    /// the fixture Unet (16² planes: its init conv, ups.2, ups.3 and final ResnetBlocks take the direct
+    /// kernels) gives the same output as with the concatenations built, on both kernel paths.
+    func testConcatFreeSkipsMatchTheConcatenation() throws {
+        let unet = try Unet3DGoldenTests.model.get()
+        var rng = SeededRandom(seed: 41)
+        let x = rng.tensor([1, 8, 8, 16, 16]), cond = rng.tensor([1, unet.architecture.inputChannels - 8, 8, 16, 16])
+        let saved = (Unet3D.concatFreeSkips, KernelContext.useAVX512)
+        defer { (Unet3D.concatFreeSkips, KernelContext.useAVX512) = saved }
+        for avx in CPUFeatures.hasAVX512F ? [false, true] : [false] {
+            KernelContext.useAVX512 = avx
+            Unet3D.concatFreeSkips = false
+            let calls0 = Unet3D.concatFreeConvolutions
+            let before = unet(x, cond: cond, timesteps: [37])
+            XCTAssertEqual(Unet3D.concatFreeConvolutions, calls0, "switch off: no concat-free convolution")
+            Unet3D.concatFreeSkips = true
+            let after = unet(x, cond: cond, timesteps: [37])
+            // init conv + ups.2.0 + ups.3.0 + final block on the direct path; none on the portable path.
+            XCTAssertEqual(Unet3D.concatFreeConvolutions - calls0, avx ? 4 : 0, "avx512 \(avx): concat-free convolutions")
+            assertClose(after, before, rtol: 1e-4, atol: 1e-5, "avx512 \(avx)")
+        }
+    }
 }

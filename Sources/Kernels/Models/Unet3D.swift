@@ -1,5 +1,6 @@
 import COpenBLAS
 import Foundation
+import KernelsAVX512
 
 /// The denoiser of DiffTumor: lucidrains' video-diffusion `Unet3D` as the reference configures it
 /// (dim 24, mults 1-2-4-8, 17 input / 8 output channels, 8 heads × 32). Names follow the state dict;
@@ -27,9 +28,11 @@ public final class Unet3D {
             self.bias = bias ? try sd.tensor(p + "bias", shape: [shape[0]]) : nil
             self.stride = stride; self.pad = pad
         }
+        var isPointwise: Bool {
+            weight.shape[2] == 1 && weight.shape[3] == 1 && weight.shape[4] == 1 && stride == [1, 1, 1] && pad == [0, 0, 0]
+        }
         func callAsFunction(_ x: Tensor) -> Tensor {
-            if Unet3D.pointwiseGEMM && weight.shape[2] == 1 && weight.shape[3] == 1 && weight.shape[4] == 1
-                && stride == [1, 1, 1] && pad == [0, 0, 0] {
+            if Unet3D.pointwiseGEMM && isPointwise {
                 return x.pointwiseConv3d(weight: weight, bias: bias)
             }
             return x.conv3d(weight: weight, bias: bias, stride: stride, padding: Padding3d(front: pad, back: pad, mode: .zero))
@@ -55,7 +58,11 @@ public final class Unet3D {
         }
         /// `residual`, when given, is added after the SiLU (in the normalisation pass).
         func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
-            var h = proj(x)
+            normalized(proj(x), scale: scale, shift: shift, residual: residual)
+        }
+        /// The block after its convolution: GroupNorm (+ scale/shift) + SiLU (+ residual).
+        func normalized(_ convolved: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
+            var h = convolved
             NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true,
                                  residual: residual)
             return h
@@ -74,6 +81,33 @@ public final class Unet3D {
         }
         /// `t` is the time embedding (B, timeDim).
         func callAsFunction(_ x: Tensor, _ t: Tensor?) -> Tensor {
+            let (scale, shift) = scaleShift(t)
+            var h = block1(x, scale: scale, shift: shift)
+            if Unet3D.fuseResidualAdd { return block2(h, residual: resConv.map { $0(x) } ?? x) }
+            h = block2(h)
+            h.add(resConv.map { $0(x) } ?? x)
+            return h
+        }
+
+        /// The block on the channel concatenation [a, b] (the ups' skip connections): with
+        /// `Unet3D.concatFreeSkips`, block1's convolution reads both inputs in place (direct kernels)
+        /// and the 1×1 res_conv is two GEMMs, so the concatenation is never built.
+        func callAsFunction(_ a: Tensor, _ b: Tensor, _ t: Tensor?) -> Tensor {
+            guard Unet3D.concatFreeSkips && Unet3D.pointwiseGEMM, let resConv, resConv.isPointwise,
+                  let convolved = Unet3D.directConvolutionOfConcat(a, b, block1.proj) else {
+                return self(Tensor.concat([a, b], axis: 1), t)
+            }
+            let (scale, shift) = scaleShift(t)
+            var h = block1.normalized(convolved, scale: scale, shift: shift)
+            let residual = Unet3D.pointwiseOfConcat(a, b, weight: resConv.weight, bias: resConv.bias)
+            if Unet3D.fuseResidualAdd { return block2(h, residual: residual) }
+            h = block2(h)
+            h.add(residual)
+            return h
+        }
+
+        /// The time MLP's (1 + scale, shift) split, per batch element, or nils without a time embedding.
+        func scaleShift(_ t: Tensor?) -> (Tensor?, Tensor?) {
             var scale: Tensor? = nil, shift: Tensor? = nil
             if let mlp, let t {
                 var s = t
@@ -91,11 +125,7 @@ public final class Unet3D {
                 scale = Tensor(shape: [B, cout], data: sc)
                 shift = Tensor(shape: [B, cout], data: sh)
             }
-            var h = block1(x, scale: scale, shift: shift)
-            if Unet3D.fuseResidualAdd { return block2(h, residual: resConv.map { $0(x) } ?? x) }
-            h = block2(h)
-            h.add(resConv.map { $0(x) } ?? x)
-            return h
+            return (scale, shift)
         }
     }
 
@@ -324,6 +354,93 @@ public final class Unet3D {
     /// lowering (false: the previous code, an im2col copy and a copy-out on large planes).
     nonisolated(unsafe) public static var pointwiseGEMM = true
 
+    /// Whether the convolutions of channel concatenations (init conv on [x, cond], the ups' and the final
+    /// ResnetBlocks on [h, skip]) read both inputs in place when they take the AVX-512 direct kernels
+    /// (`DirectConvolution.conv3d(secondInput:)`), the 1×1 res_conv as two accumulating GEMMs (true,
+    /// default), or build the concatenated tensor first (false: the previous code; also every shape the
+    /// direct kernels do not take, e.g. the 6² and 3² levels).
+    nonisolated(unsafe) public static var concatFreeSkips = true
+
+    /// How many convolutions ran concat-free so far in this process (for tests).
+    nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
+
+    /// Sets the direct convolution's switches (`DirectConvolution.setVariant`, bits 1–16) and
+    /// `concatFreeSkips` (bit 32) at once: the `dconv` knob of `tumorbench networks unet-ab`
+    /// (0: the previous code, `defaultConvolutionVariant`: the defaults).
+    public static func setConvolutionVariant(_ v: Int) {
+        DirectConvolution.setVariant(v & 31)
+        concatFreeSkips = v & 32 != 0
+    }
+    public static let defaultConvolutionVariant = DirectConvolution.defaultVariant | 32
+
+    /// `conv(concat([a, b], axis: 1))` with both inputs read in place, when `concatFreeSkips` is on and the
+    /// convolution takes the direct AVX-512 kernels (the same floats as on the concatenation); else nil.
+    static func directConvolutionOfConcat(_ a: Tensor, _ b: Tensor, _ conv: Conv) -> Tensor? {
+        guard concatFreeSkips, KernelContext.useAVX512, a.rank == 5, b.rank == 5, a.shape[0] == b.shape[0],
+              Array(a.shape[2...]) == Array(b.shape[2...]) else { return nil }
+        let w = conv.weight
+        let (n, c1, c2, cout) = (a.shape[0], a.shape[1], b.shape[1], w.shape[0])
+        let cin = c1 + c2
+        let k = Array(w.shape[2...]), s = conv.stride, p = conv.pad
+        guard w.shape[1] == cin else { return nil }
+        var o = [0, 0, 0]
+        for i in 0..<3 { o[i] = (a.shape[2 + i] + 2 * p[i] - k[i]) / s[i] + 1 }
+        let outDims = (o[0], o[1], o[2])
+        guard !Tensor.conv3dWholeIm2col(outDims: outDims, kernel: k, channels: cin),
+              Tensor.conv3dDirect(outDims: outDims, kernel: k, stride: s, channels: cin, outChannels: cout) else { return nil }
+        let inSpatial = a.spatialCount, outSpatial = o[0] * o[1] * o[2]
+        var out = Tensor(uninitialized: [n, cout] + o)
+        concatFreeConvolutions += 1
+        a.withPointer { xa in b.withPointer { xb in w.withPointer { wp in out.withMutablePointer { y in
+            let bp = conv.bias?.withPointer { $0 }   // held by `conv`
+            for i in 0..<n {
+                DirectConvolution.conv3d(input: xa + i * c1 * inSpatial, channels: cin, inputDims: (a.shape[2], a.shape[3], a.shape[4]),
+                                         weight: wp, outChannels: cout, kernel: (k[0], k[1], k[2]), stride: (s[0], s[1], s[2]),
+                                         front: (p[0], p[1], p[2]), replicate: false, bias: bp, output: y + i * cout * outSpatial,
+                                         outputDims: outDims, threads: KernelContext.threads,
+                                         secondInput: xb + i * c2 * inSpatial, firstChannels: c1)
+            }
+        }}}}
+        return out
+    }
+
+    /// A 1×1×1 convolution of concat([a, b], axis: 1): bias, then W[:, ..<Ca]·a and W[:, Ca...]·b accumulated
+    /// (two single-threaded GEMMs per worker over its columns, like `Tensor.pointwiseConv3d`).
+    static func pointwiseOfConcat(_ a: Tensor, _ b: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        let (n, c1, c2, cout) = (a.shape[0], a.shape[1], b.shape[1], weight.shape[0])
+        let cin = c1 + c2, s = a.spatialCount
+        precondition(weight.shape[1] == cin && b.spatialCount == s && b.shape[0] == n,
+                     "pointwiseOfConcat: \(a.shape) + \(b.shape) with weight \(weight.shape)")
+        var out = Tensor(uninitialized: [n, cout] + Array(a.shape[2...]))
+        guard n > 0, cout > 0, s > 0 else { return out }
+        let workers = max(1, min(KernelContext.threads, s / 256))
+        let chunk = ((s + workers - 1) / workers + 15) / 16 * 16
+        let saved = BLASThreads.count
+        if workers > 1 && saved != 1 { BLASThreads.count = 1 }
+        defer { if workers > 1 && saved != 1 { BLASThreads.count = saved } }
+        a.withPointer { xa in b.withPointer { xb in weight.withPointer { w in out.withMutablePointer { y in
+            let bp = bias?.withPointer { $0 }   // held by the caller
+            let work = { (worker: Int) in
+                let j0 = worker * chunk, j1 = min(s, j0 + chunk)
+                guard j1 > j0 else { return }
+                for i in 0..<n {
+                    let yb = y + i * cout * s + j0
+                    for co in 0..<cout { (yb + co * s).update(repeating: bp?[co] ?? 0, count: j1 - j0) }
+                    if c1 > 0 {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(j1 - j0), Int32(c1),
+                                    1, w, Int32(cin), xa + i * c1 * s + j0, Int32(s), 1, yb, Int32(s))
+                    }
+                    if c2 > 0 {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(cout), Int32(j1 - j0), Int32(c2),
+                                    1, w + c1, Int32(cin), xb + i * c2 * s + j0, Int32(s), 1, yb, Int32(s))
+                    }
+                }
+            }
+            if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        }}}}
+        return out
+    }
+
     /// ε prediction for x (B, out, D, H, W) with condition (B, in − out, D, H, W) at `timesteps` (one per batch element).
     /// H and W must be divisible by 2^(levels − 1).
     public func callAsFunction(_ x: Tensor, cond: Tensor, timesteps: [Float], taps: Taps? = nil) -> Tensor {
@@ -338,8 +455,7 @@ public final class Unet3D {
         let singleBLAS = Unet3D.singleThreadedBLAS && KernelContext.threads > 1 && savedBLAS != 1
         if singleBLAS { BLASThreads.count = 1 }
         defer { if singleBLAS { BLASThreads.count = savedBLAS } }
-        var h = Tensor.concat([x, cond], axis: 1)
-        h = initConv(h)
+        var h = Unet3D.directConvolutionOfConcat(x, cond, initConv) ?? initConv(Tensor.concat([x, cond], axis: 1))
         taps?("init_conv", h)
         let r = h
         h = initTemporal(h, bias: bias, scratch: scratch)
@@ -360,8 +476,7 @@ public final class Unet3D {
         h = midTemporal(h, bias: bias, scratch: scratch); taps?("mid_temporal_attn", h)
         h = mid2(h, t); taps?("mid_block2", h)
         for (i, level) in ups.enumerated() {
-            h = Tensor.concat([h, skips.removeLast()], axis: 1)
-            h = level.block1(h, t); taps?("ups.\(i).0", h)
+            h = level.block1(h, skips.removeLast(), t); taps?("ups.\(i).0", h)
             h = level.block2(h, t); taps?("ups.\(i).1", h)
             h = level.spatial(h, scratch: scratch); taps?("ups.\(i).2", h)
             h = level.temporal(h, bias: bias, scratch: scratch); taps?("ups.\(i).3", h)
@@ -370,8 +485,7 @@ public final class Unet3D {
                 taps?("ups.\(i).4", h)
             }
         }
-        h = Tensor.concat([h, r], axis: 1)
-        h = finalBlock(h, nil)
+        h = finalBlock(h, r, nil)
         h = finalConv(h)
         taps?("final_conv", h)
         return h
