@@ -356,10 +356,12 @@ public final class Unet3D {
 
     /// Whether the convolutions of channel concatenations (init conv on [x, cond], the ups' and the final
     /// ResnetBlocks on [h, skip]) read both inputs in place when they take the AVX-512 direct kernels
-    /// (`DirectConvolution.conv3d(secondInput:)`), the 1×1 res_conv as two accumulating GEMMs (true,
-    /// default), or build the concatenated tensor first (false: the previous code; also every shape the
-    /// direct kernels do not take, e.g. the 6² and 3² levels).
-    nonisolated(unsafe) public static var concatFreeSkips = true
+    /// (`DirectConvolution.conv3d(secondInput:)`), the 1×1 res_conv as two accumulating GEMMs (true),
+    /// or build the concatenated tensor first (false, default: the previous code; also every shape the
+    /// direct kernels do not take, e.g. the 6² and 3² levels). Measured (session 5, perf samples over
+    /// 41 steps per setting): the concatenation copies go (memmove −33 samples) but OpenBLAS packs the
+    /// split res_conv GEMMs twice (+41 samples); `unet-ab dconv=15,47` ratios 0.993–1.027, median 1.006.
+    nonisolated(unsafe) public static var concatFreeSkips = false
 
     /// How many convolutions ran concat-free so far in this process (for tests).
     nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
@@ -371,7 +373,7 @@ public final class Unet3D {
         DirectConvolution.setVariant(v & 31)
         concatFreeSkips = v & 32 != 0
     }
-    public static let defaultConvolutionVariant = DirectConvolution.defaultVariant | 32
+    public static let defaultConvolutionVariant = DirectConvolution.defaultVariant
 
     /// `conv(concat([a, b], axis: 1))` with both inputs read in place, when `concatFreeSkips` is on and the
     /// convolution takes the direct AVX-512 kernels (the same floats as on the concatenation); else nil.
