@@ -80,6 +80,59 @@ final class UnetAttentionPathTests: XCTestCase {
         }
     }
 
+    /// Session 5: the fused attention passes (`UnetAttention.fusedPasses` 3) against the session-4
+    /// cores (0), whole blocks: temporal with the value projection folded (C ≤ dh) and not, whole and
+    /// partial 16-lane tiles, frame counts that are not multiples of the 6 × 4 register blocks, no
+    /// rotary on part of the features (dh 32 with 8 pairs), head groups; spatial per frame at level-0
+    /// and level-1 shapes and with the per-frame path forced on a 3×3 plane.
+    func testFusedPassesMatchSessionFourCores() {
+        defer { UnetAttention.fusedPasses = 3; UnetAttention.spatialBatched = 1; UnetAttention.temporalHeadGroups = 0 }
+        func temporalBlock(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, groups: Int, pairs: Int) {
+            let hidden = heads * dh
+            let x = random([B, C, F, H, W], seed: 71)
+            let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 72, scale: 0.5).scalars.map { 1 + $0 })
+            let wq = random([3 * hidden, C], seed: 73, scale: 0.3), wo = random([C, hidden], seed: 74, scale: 0.1)
+            let freqs = (0..<pairs).map { Float(1 / pow(10000.0, Double(2 * $0) / Double(dh))) }
+            let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 75), tokens: F, maxDistance: 32)
+            UnetAttention.temporalHeadGroups = groups
+            var outs: [Tensor] = []
+            for f in [0, 3] {
+                UnetAttention.fusedPasses = f
+                outs.append(Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, heads: heads, freqs: freqs, bias: bias))
+            }
+            XCTAssertTrue(outs[1].scalars.allSatisfy { $0.isFinite }, "temporal \(x.shape): non-finite output")
+            assertClose(delta(outs[1], x), delta(outs[0], x), rel: 1e-5,
+                        "fused temporal \(x.shape), \(heads)×\(dh), \(pairs) pairs, \(groups) groups, AVX-512 \(KernelContext.useAVX512)")
+        }
+        func spatialBlock(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, mode: Int) {
+            let hidden = heads * dh
+            let x = random([B, C, F, H, W], seed: 81)
+            let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 82, scale: 0.5).scalars.map { 1 + $0 })
+            let wq = random([3 * hidden, C, 1, 1], seed: 83, scale: 0.3), wo = random([C, hidden, 1, 1], seed: 84, scale: 0.1)
+            let bo = random([C], seed: 85, scale: 0.1)
+            UnetAttention.spatialBatched = mode
+            var outs: [Tensor] = []
+            for f in [0, 3] {
+                UnetAttention.fusedPasses = f
+                outs.append(Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads))
+            }
+            XCTAssertTrue(outs[1].scalars.allSatisfy { $0.isFinite }, "spatial \(x.shape): non-finite output")
+            assertClose(delta(outs[1], x), delta(outs[0], x), rel: 1e-5,
+                        "fused spatial \(x.shape), \(heads)×\(dh), mode \(mode), AVX-512 \(KernelContext.useAVX512)")
+        }
+        onBothKernelPaths {
+            temporalBlock(1, 24, 24, 6, 6, heads: 8, dh: 32, groups: 1, pairs: 16)
+            temporalBlock(2, 48, 13, 4, 5, heads: 8, dh: 32, groups: 1, pairs: 16)
+            temporalBlock(1, 40, 7, 3, 3, heads: 4, dh: 16, groups: 2, pairs: 8)
+            temporalBlock(1, 16, 10, 4, 4, heads: 2, dh: 32, groups: 1, pairs: 8)
+            temporalBlock(1, 192, 24, 3, 3, heads: 8, dh: 32, groups: 0, pairs: 16)
+            spatialBlock(1, 24, 3, 8, 8, heads: 8, dh: 32, mode: 1)
+            spatialBlock(2, 48, 2, 12, 12, heads: 8, dh: 32, mode: 1)
+            spatialBlock(1, 96, 3, 3, 3, heads: 8, dh: 32, mode: 0)
+            spatialBlock(1, 20, 2, 5, 7, heads: 3, dh: 16, mode: 0)
+        }
+    }
+
     func testAutomaticHeadGroupsOnlyWhenWorkersWouldIdle() {
         UnetAttention.temporalHeadGroups = 0
         XCTAssertEqual(UnetAttention.headGroups(tasks: 36, heads: 8, workers: 2), 1)

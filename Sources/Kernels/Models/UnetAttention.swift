@@ -135,12 +135,24 @@ public enum UnetAttention {
                     A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
     }
 
+    /// Session-5 fusions of the attention cores' per-element passes on the AVX-512 path, a bit mask
+    /// (default 3; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,3`):
+    /// - bit 0 (`fusedTemporal`): the temporal head's rotary rotation runs in the q/k projection's
+    ///   epilogue, the scale, bias and row maxima in the score tiles' epilogue, the 1/Σ in the value
+    ///   tiles' epilogue (`UnetAttentionCore.gemmRotary`, `temporalHeadFused`): one pass over the
+    ///   score tile (the exponentials) instead of six passes over q, k and the scores;
+    /// - bit 1 (`deferredK`): the per-frame spatial linear attention leaves the k softmax's rows
+    ///   unnormalised and scales the context's dh rows instead (`linearSoftmaxesDeferredK`).
+    /// Initial value from `TUMORSTREAM_UNET_FUSED` if set.
+    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 3)
+    public static let fusedTemporal = 1, deferredK = 2
+
     // MARK: - spatial linear attention
 
     /// Floats of scratch per worker for `spatialLinear`.
     static func spatialScratch(channels C: Int, positions P: Int, heads: Int, dimHead: Int) -> Int {
         let hidden = heads * dimHead
-        return C * P + 3 * hidden * P + dimHead * dimHead + C * hidden + 2 * P
+        return C * P + 3 * hidden * P + dimHead * dimHead + C * hidden + 2 * P + dimHead
     }
 
     /// y = x + to_out(SpatialLinearAttention(LN(x))) for x (B, C, F, H·W): one task per (batch, frame).
@@ -164,6 +176,7 @@ public enum UnetAttention {
         let fold = C <= dh
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden
+        let deferK = avx && fusedPasses & deferredK != 0
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
         computed.withUnsafeBufferPointer { fp in
@@ -187,7 +200,10 @@ public enum UnetAttention {
             }
             for h in 0..<heads {
                 let q = qkv + h * dh * Pn, k = qkv + (hidden + h * dh) * Pn, v = qkv + (2 * hidden + h * dh) * Pn
-                if avx {
+                if deferK {
+                    // k rows stay exp(k − max); colMax[d] = 1/Σ scales the context's row d below.
+                    UnetAttentionCore.linearSoftmaxesDeferredK(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, kInverse: colMax)
+                } else if avx {
                     UnetAttentionCore.linearSoftmaxes(q: q, k: k, positions: Pn, dimHead: dh, scale: scale)
                 } else {
                     softmaxesPortable(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
@@ -200,6 +216,7 @@ public enum UnetAttention {
                     } else {
                         sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
                     }
+                    if deferK { scaleRows(ctx, rows: dh, columns: C, by: colMax) }
                     sgemm(true, M: C, N: dh, K: C, A: foldedW + h * C, lda: heads * C, B: ctx, ldb: C, beta: 0, C: m + h * dh, ldc: hidden)
                 } else {
                     if groups16 {
@@ -207,6 +224,7 @@ public enum UnetAttention {
                     } else {
                         sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
                     }
+                    if deferK { scaleRows(ctx, rows: dh, columns: dh, by: colMax) }
                     sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
                 }
             }
@@ -221,6 +239,15 @@ public enum UnetAttention {
                 sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
             }
         }
+        }
+    }
+
+    /// m[r][·] ×= f[r] for the `rows` × `columns` row-major matrix m.
+    @inline(__always)
+    static func scaleRows(_ m: P, rows: Int, columns: Int, by f: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let row = m + r * columns, v = f[r]
+            for c in 0..<columns { row[c] *= v }
         }
     }
 
@@ -434,8 +461,10 @@ public enum UnetAttention {
         let fold = C <= dh
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
-        scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
+        scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T
+                            + UnetAttentionCore.fusedHeadStats(frames: F))
         let blocks = scratch.blocks
+        let fused = fusedPasses & fusedTemporal != 0 && dh % 8 == 0
         let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
         let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
         cosT.withUnsafeBufferPointer { cp in
@@ -456,6 +485,21 @@ public enum UnetAttention {
                         layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: n, gamma: gamma)
                         if n < L { for c in 0..<C { (xn + c * T + f * L + n).update(repeating: 0, count: L - n) } }
                     }
+                    if fused {
+                        projectRotated(wqkv: wqkv, rows: 2 * hidden, channels: C, xn: xn, T: T, qk: qkv, dimHead: dh,
+                                       cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs)
+                        if !fold {
+                            UnetAttentionCore.gemm(M: hidden, N: T, K: C, a: wqkv + 2 * hidden * C, lda: C, b: xn, ldb: T,
+                                                   c: qkv + 2 * hidden * T, ldc: T, groupStride: L, accumulate: false)
+                        }
+                        let stats = tmp + C * T
+                        for h in 0..<heads {
+                            UnetAttentionCore.temporalHeadFused(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                                v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                                frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                                scale: scale, bias: bias.map { $0 + h * F * F }, s: s, stats: stats)
+                        }
+                    } else {
                     UnetAttentionCore.gemm(M: projRows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qkv, ldc: T,
                                            groupStride: L, accumulate: false)
                     for h in 0..<heads {
@@ -464,6 +508,7 @@ public enum UnetAttention {
                                                        frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
                                                        scale: scale, cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs,
                                                        bias: bias.map { $0 + h * F * F }, s: s)
+                    }
                     }
                     if n == L {
                         // Column group f of the tile is frame f: y[c][f·Pn + p0 ..< +16] += (Wo · o)[c][16f ..< 16f + 16].
@@ -482,6 +527,18 @@ public enum UnetAttention {
                 }
             }
           }
+        }
+    }
+
+    /// q and k rows (`rows` = 2·hidden, or a head group's rows starting at a head) of a temporal tile
+    /// `qk` = W · xn with the rotary rotation of frame f applied to column group f (AVX-512 only).
+    static func projectRotated(wqkv: UnsafePointer<Float>, rows: Int, channels C: Int, xn: UnsafePointer<Float>, T: Int, qk: P,
+                               dimHead dh: Int, cos: UnsafePointer<Float>?, sin: UnsafePointer<Float>?, tablePairs: Int, pairs: Int) {
+        if let cos, let sin, pairs > 0 {
+            UnetAttentionCore.gemmRotary(M: rows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qk, ldc: T, dimHead: dh,
+                                         cos: cos, sin: sin, tablePairs: tablePairs, pairs: pairs)
+        } else {
+            UnetAttentionCore.gemm(M: rows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qk, ldc: T, groupStride: 16, accumulate: false)
         }
     }
 

@@ -194,7 +194,8 @@ extension UnetAttention {
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let valueRows = fold ? C : dh, outK = heads * valueRows
         let wk = max(1, workers)
-        let perWorker = C * T + 3 * hidden * T + F * F * L + C * T
+        let perWorker = C * T + 3 * hidden * T + F * F * L + C * T + UnetAttentionCore.fusedHeadStats(frames: F)
+        let fused = avx && fusedPasses & fusedTemporal != 0 && dh % 8 == 0
         scratch.prepare(workers: 1, count: wk * perWorker + BT * outK * T)
         let base = scratch.blocks[0], ob = base + wk * perWorker
         let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
@@ -219,7 +220,10 @@ extension UnetAttention {
                     let rows = (h1 - h0) * dh
                     for part in 0..<(fold ? 2 : 3) {
                         let r = part * hidden + h0 * dh
-                        if avx {
+                        if fused && part < 2 {
+                            projectRotated(wqkv: wqkv + r * C, rows: rows, channels: C, xn: xn, T: T, qk: qkv + r * T, dimHead: dh,
+                                           cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs)
+                        } else if avx {
                             UnetAttentionCore.gemm(M: rows, N: T, K: C, a: wqkv + r * C, lda: C, b: xn, ldb: T, c: qkv + r * T, ldc: T,
                                                    groupStride: L, accumulate: false)
                         } else {
@@ -227,8 +231,14 @@ extension UnetAttention {
                         }
                     }
                     let o = ob + bt * outK * T
+                    let stats = xn + C * T + 3 * hidden * T + F * F * L + C * T
                     for h in h0..<h1 {
-                        if avx {
+                        if fused {
+                            UnetAttentionCore.temporalHeadFused(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                                v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                                frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                                scale: scale, bias: bias.map { $0 + h * F * F }, s: s, stats: stats)
+                        } else if avx {
                             UnetAttentionCore.temporalHead(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
                                                            v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
                                                            frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
