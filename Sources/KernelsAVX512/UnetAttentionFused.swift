@@ -234,18 +234,23 @@ public extension UnetAttentionCore {
             qp += T; kp += T
         }
         let sc = V16(repeating: scale)
-        @inline(__always) func row(_ r: Int, _ x0: V16, _ x1: V16, _ x2: V16, _ x3: V16) {
-            let i = i0 + r, bp = bias + i * F + j0, o = s + (i * F + j0) * 16
-            let y0 = V16(repeating: bp[0]).addingProduct(x0, sc), y1 = V16(repeating: bp[1]).addingProduct(x1, sc)
-            let y2 = V16(repeating: bp[2]).addingProduct(x2, sc), y3 = V16(repeating: bp[3]).addingProduct(x3, sc)
-            st(o, y0); st(o + 16, y1); st(o + 32, y2); st(o + 48, y3)
-            var m = ld(mx + i * 16)
-            m.replace(with: y0, where: y0 .> m); m.replace(with: y1, where: y1 .> m)
-            m.replace(with: y2, where: y2 .> m); m.replace(with: y3, where: y3 .> m)
-            st(mx + i * 16, m)
-        }
-        row(0, a00, a01, a02, a03); row(1, a10, a11, a12, a13); row(2, a20, a21, a22, a23)
-        row(3, a30, a31, a32, a33); row(4, a40, a41, a42, a43); row(5, a50, a51, a52, a53)
+        scoreRow(s, bias, mx, F, i0, j0, sc, a00, a01, a02, a03); scoreRow(s, bias, mx, F, i0 + 1, j0, sc, a10, a11, a12, a13)
+        scoreRow(s, bias, mx, F, i0 + 2, j0, sc, a20, a21, a22, a23); scoreRow(s, bias, mx, F, i0 + 3, j0, sc, a30, a31, a32, a33)
+        scoreRow(s, bias, mx, F, i0 + 4, j0, sc, a40, a41, a42, a43); scoreRow(s, bias, mx, F, i0 + 5, j0, sc, a50, a51, a52, a53)
+    }
+
+    /// Epilogue of one row i of a score block: s = scale · x + bias, stored; the row maximum updated.
+    @_transparent
+    internal static func scoreRow(_ s: P, _ bias: CP, _ mx: P, _ F: Int, _ i: Int, _ j0: Int, _ sc: V16,
+                         _ x0: V16, _ x1: V16, _ x2: V16, _ x3: V16) {
+        let bp = bias + i * F + j0, o = s + (i * F + j0) * 16
+        let y0 = V16(repeating: bp[0]).addingProduct(x0, sc), y1 = V16(repeating: bp[1]).addingProduct(x1, sc)
+        let y2 = V16(repeating: bp[2]).addingProduct(x2, sc), y3 = V16(repeating: bp[3]).addingProduct(x3, sc)
+        st(o, y0); st(o + 16, y1); st(o + 32, y2); st(o + 48, y3)
+        var m = UnsafeRawPointer(mx + i * 16).loadUnaligned(as: V16.self)
+        m.replace(with: y0, where: y0 .> m); m.replace(with: y1, where: y1 .> m)
+        m.replace(with: y2, where: y2 .> m); m.replace(with: y3, where: y3 .> m)
+        st(mx + i * 16, m)
     }
 
     /// `values6x4` with the epilogue o[e][i] ×= inv[i] (the softmax's 1/Σ of row i).
@@ -268,12 +273,16 @@ public extension UnetAttentionCore {
             do { let x = ld(pp + 5 * F * 16); a50.addProduct(x, v0); a51.addProduct(x, v1); a52.addProduct(x, v2); a53.addProduct(x, v3) }
             pp += 16; vp += 16
         }
-        @inline(__always) func row(_ r: Int, _ x0: V16, _ x1: V16, _ x2: V16, _ x3: V16) {
-            let f = ld(inv + (i0 + r) * 16), b = o + e0 * T + (i0 + r) * 16
-            st(b, x0 * f); st(b + T, x1 * f); st(b + 2 * T, x2 * f); st(b + 3 * T, x3 * f)
-        }
-        row(0, a00, a01, a02, a03); row(1, a10, a11, a12, a13); row(2, a20, a21, a22, a23)
-        row(3, a30, a31, a32, a33); row(4, a40, a41, a42, a43); row(5, a50, a51, a52, a53)
+        valueRow(o, inv, T, i0, e0, a00, a01, a02, a03); valueRow(o, inv, T, i0 + 1, e0, a10, a11, a12, a13)
+        valueRow(o, inv, T, i0 + 2, e0, a20, a21, a22, a23); valueRow(o, inv, T, i0 + 3, e0, a30, a31, a32, a33)
+        valueRow(o, inv, T, i0 + 4, e0, a40, a41, a42, a43); valueRow(o, inv, T, i0 + 5, e0, a50, a51, a52, a53)
+    }
+
+    /// Epilogue of one row i of a value block: o[e0 + u][i] = x_u · inv[i].
+    @_transparent
+    internal static func valueRow(_ o: P, _ inv: CP, _ T: Int, _ i: Int, _ e0: Int, _ x0: V16, _ x1: V16, _ x2: V16, _ x3: V16) {
+        let f = UnsafeRawPointer(inv + i * 16).loadUnaligned(as: V16.self), b = o + e0 * T + i * 16
+        st(b, x0 * f); st(b + T, x1 * f); st(b + 2 * T, x2 * f); st(b + 3 * T, x3 * f)
     }
 
     // MARK: - spatial linear attention softmaxes, k left unnormalised
