@@ -343,3 +343,150 @@ public extension UnetAttentionCore {
         }
     }
 }
+
+// MARK: - spatial linear attention with k transposed (positions × features)
+
+public extension UnetAttentionCore {
+    /// C (M × N, row stride `ldc`) = Aᵀ · B for A stored K × M (row stride `lda`: element (i, k) of the
+    /// product's left factor is `a[k·lda + i]`) and B K × N (row stride `ldb`), N a multiple of 16.
+    /// The spatial attention's kᵀ = xnᵀ · Wkᵀ straight from the channel-major xn, without a transpose.
+    static func gemmTN(M: Int, N: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int, c: P, ldc: Int) {
+        precondition(N % 16 == 0, "UnetAttentionCore.gemmTN: N = \(N) is not a multiple of 16")
+        let groups = N / 16
+        var g = 0
+        while g < groups {
+            let width = groups - g >= 3 ? 3 : 1
+            var r = 0
+            while r + 8 <= M {
+                if width == 3 { tile8x3TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc) }
+                else { tile8x1TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc) }
+                r += 8
+            }
+            while r < M {
+                for u in 0..<width {
+                    var acc = V16()
+                    var bp = b + 16 * (g + u)
+                    for k in 0..<K { acc.addProduct(V16(repeating: a[k * lda + r]), ld(bp)); bp += ldb }
+                    st(c + r * ldc + 16 * (g + u), acc)
+                }
+                r += 1
+            }
+            g += width
+        }
+    }
+
+    @inline(never)
+    static func tile8x3TN(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c00 = V16(), c01 = V16(), c02 = V16(), c10 = V16(), c11 = V16(), c12 = V16()
+        var c20 = V16(), c21 = V16(), c22 = V16(), c30 = V16(), c31 = V16(), c32 = V16()
+        var c40 = V16(), c41 = V16(), c42 = V16(), c50 = V16(), c51 = V16(), c52 = V16()
+        var c60 = V16(), c61 = V16(), c62 = V16(), c70 = V16(), c71 = V16(), c72 = V16()
+        var bp = b, ap = a
+        for _ in 0..<K {
+            let b0 = ld(bp), b1 = ld(bp + 16), b2 = ld(bp + 32)
+            var w = V16(repeating: ap[0]); c00.addProduct(w, b0); c01.addProduct(w, b1); c02.addProduct(w, b2)
+            w = V16(repeating: ap[1]); c10.addProduct(w, b0); c11.addProduct(w, b1); c12.addProduct(w, b2)
+            w = V16(repeating: ap[2]); c20.addProduct(w, b0); c21.addProduct(w, b1); c22.addProduct(w, b2)
+            w = V16(repeating: ap[3]); c30.addProduct(w, b0); c31.addProduct(w, b1); c32.addProduct(w, b2)
+            w = V16(repeating: ap[4]); c40.addProduct(w, b0); c41.addProduct(w, b1); c42.addProduct(w, b2)
+            w = V16(repeating: ap[5]); c50.addProduct(w, b0); c51.addProduct(w, b1); c52.addProduct(w, b2)
+            w = V16(repeating: ap[6]); c60.addProduct(w, b0); c61.addProduct(w, b1); c62.addProduct(w, b2)
+            w = V16(repeating: ap[7]); c70.addProduct(w, b0); c71.addProduct(w, b1); c72.addProduct(w, b2)
+            bp += ldb; ap += lda
+        }
+        var o = c
+        st(o, c00); st(o + 16, c01); st(o + 32, c02); o += ldc
+        st(o, c10); st(o + 16, c11); st(o + 32, c12); o += ldc
+        st(o, c20); st(o + 16, c21); st(o + 32, c22); o += ldc
+        st(o, c30); st(o + 16, c31); st(o + 32, c32); o += ldc
+        st(o, c40); st(o + 16, c41); st(o + 32, c42); o += ldc
+        st(o, c50); st(o + 16, c51); st(o + 32, c52); o += ldc
+        st(o, c60); st(o + 16, c61); st(o + 32, c62); o += ldc
+        st(o, c70); st(o + 16, c71); st(o + 32, c72)
+    }
+
+    @inline(never)
+    static func tile8x1TN(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c0 = V16(), c1 = V16(), c2 = V16(), c3 = V16(), c4 = V16(), c5 = V16(), c6 = V16(), c7 = V16()
+        var bp = b, ap = a
+        for _ in 0..<K {
+            let b0 = ld(bp)
+            c0.addProduct(V16(repeating: ap[0]), b0); c1.addProduct(V16(repeating: ap[1]), b0)
+            c2.addProduct(V16(repeating: ap[2]), b0); c3.addProduct(V16(repeating: ap[3]), b0)
+            c4.addProduct(V16(repeating: ap[4]), b0); c5.addProduct(V16(repeating: ap[5]), b0)
+            c6.addProduct(V16(repeating: ap[6]), b0); c7.addProduct(V16(repeating: ap[7]), b0)
+            bp += ldb; ap += lda
+        }
+        st(c, c0); st(c + ldc, c1); st(c + 2 * ldc, c2); st(c + 3 * ldc, c3)
+        let c4p = c + 4 * ldc
+        st(c4p, c4); st(c4p + ldc, c5); st(c4p + 2 * ldc, c6); st(c4p + 3 * ldc, c7)
+    }
+
+    /// C (M × 32, row stride `ldc`) = A (M × K, row stride `lda`) · B (K × 32, row stride `ldb`), in
+    /// 8 × 2 register tiles (16 accumulators; `gemm` would run its 8 × 1 tiles twice, 9 loads per 8
+    /// FMAs): the per-head context products of the spatial attention, N = dh = 32. Overwrites C.
+    static func gemm32(M: Int, K: Int, a: CP, lda: Int, b: CP, ldb: Int, c: P, ldc: Int) {
+        var r = 0
+        while r + 8 <= M { tile8x2(a + r * lda, lda, b, ldb, K, c + r * ldc, ldc); r += 8 }
+        while r < M {
+            var c0 = V16(), c1 = V16()
+            var bp = b
+            for k in 0..<K {
+                let w = V16(repeating: a[r * lda + k])
+                c0.addProduct(w, ld(bp)); c1.addProduct(w, ld(bp + 16)); bp += ldb
+            }
+            st(c + r * ldc, c0); st(c + r * ldc + 16, c1)
+            r += 1
+        }
+    }
+
+    @inline(never)
+    static func tile8x2(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c00 = V16(), c01 = V16(), c10 = V16(), c11 = V16(), c20 = V16(), c21 = V16(), c30 = V16(), c31 = V16()
+        var c40 = V16(), c41 = V16(), c50 = V16(), c51 = V16(), c60 = V16(), c61 = V16(), c70 = V16(), c71 = V16()
+        var bp = b
+        let a4 = a + 4 * lda
+        for k in 0..<K {
+            let b0 = ld(bp), b1 = ld(bp + 16)
+            var w = V16(repeating: a[k]); c00.addProduct(w, b0); c01.addProduct(w, b1)
+            w = V16(repeating: a[lda + k]); c10.addProduct(w, b0); c11.addProduct(w, b1)
+            w = V16(repeating: a[2 * lda + k]); c20.addProduct(w, b0); c21.addProduct(w, b1)
+            w = V16(repeating: a[3 * lda + k]); c30.addProduct(w, b0); c31.addProduct(w, b1)
+            w = V16(repeating: a4[k]); c40.addProduct(w, b0); c41.addProduct(w, b1)
+            w = V16(repeating: a4[lda + k]); c50.addProduct(w, b0); c51.addProduct(w, b1)
+            w = V16(repeating: a4[2 * lda + k]); c60.addProduct(w, b0); c61.addProduct(w, b1)
+            w = V16(repeating: a4[3 * lda + k]); c70.addProduct(w, b0); c71.addProduct(w, b1)
+            bp += ldb
+        }
+        var o = c
+        st(o, c00); st(o + 16, c01); o += ldc
+        st(o, c10); st(o + 16, c11); o += ldc
+        st(o, c20); st(o + 16, c21); o += ldc
+        st(o, c30); st(o + 16, c31); o += ldc
+        st(o, c40); st(o + 16, c41); o += ldc
+        st(o, c50); st(o + 16, c51); o += ldc
+        st(o, c60); st(o + 16, c61); o += ldc
+        st(o, c70); st(o + 16, c71)
+    }
+
+    /// The k softmax over positions on kᵀ (rows = `n` positions, row stride `stride`, `groups` groups of
+    /// 16 feature columns): each column becomes exp(x − max) and `inverse[column]` 1/Σ (deferred
+    /// normalisation, as `linearSoftmaxesDeferredK`), 16 features per vector: no horizontal reductions.
+    static func columnSoftmaxDeferred(k: P, rows n: Int, stride: Int, groups: Int, inverse: P) {
+        for g in 0..<groups {
+            let c = k + 16 * g
+            var mx = ld(c)
+            var p = c + stride
+            for _ in 1..<max(n, 1) { let x = ld(p); mx.replace(with: x, where: x .> mx); p += stride }
+            var sum = V16()
+            p = c
+            for _ in 0..<n {
+                let e = exp16NonPositive(ld(p) - mx)
+                st(p, e)
+                sum += e
+                p += stride
+            }
+            st(inverse + 16 * g, 1 / sum)
+        }
+    }
+}

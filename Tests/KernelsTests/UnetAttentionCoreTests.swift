@@ -311,4 +311,69 @@ final class UnetAttentionCoreTests: XCTestCase {
         }
         XCTAssertLessThanOrEqual(worstUlp, 2, "exp16NonPositive: worst error \(worstUlp) ulp")
     }
+
+    /// `gemmTN` (A stored transposed), `gemm32` (8 × 2 tiles) against float64, rows not multiples of 8,
+    /// group counts not multiples of 3, strides larger than the shapes.
+    func testTransposedAndNarrowGemmsMatchPlainLoops() {
+        for (M, groups, K) in [(8, 3, 24), (13, 16, 48), (5, 1, 7), (24, 4, 20), (576, 16, 24)] {
+            let N = 16 * groups, lda = M + 3, ldb = N + 16, ldc = N + 5
+            let a = randomArray(K * lda, seed: UInt64(M + K)), b = randomArray(K * ldb, seed: UInt64(N + K))
+            var c = [Float](repeating: .nan, count: M * ldc)
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                UnetAttentionCore.gemmTN(M: M, N: N, K: K, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb, c: cp.baseAddress!, ldc: ldc)
+            } } }
+            var worst = 0.0
+            for i in 0..<M {
+                for j in 0..<N {
+                    var e = 0.0
+                    for k in 0..<K { e += Double(a[k * lda + i]) * Double(b[k * ldb + j]) }
+                    worst = max(worst, abs(Double(c[i * ldc + j]) - e) / (1 + abs(e)))
+                }
+                XCTAssertTrue(c[i * ldc + N].isNaN, "gemmTN wrote past row \(i)")
+            }
+            XCTAssertLessThan(worst, 1e-5, "gemmTN M \(M) N \(N) K \(K)")
+        }
+        for (M, K) in [(8, 32), (24, 576), (13, 144), (3, 5), (48, 32)] {
+            let lda = K + 2, ldb = 48, ldc = 37
+            let a = randomArray(M * lda, seed: UInt64(M * 3 + K)), b = randomArray(K * ldb, seed: UInt64(K + 1))
+            var c = [Float](repeating: .nan, count: M * ldc)
+            a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                UnetAttentionCore.gemm32(M: M, K: K, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb, c: cp.baseAddress!, ldc: ldc)
+            } } }
+            var worst = 0.0
+            for i in 0..<M {
+                for j in 0..<32 {
+                    var e = 0.0
+                    for k in 0..<K { e += Double(a[i * lda + k]) * Double(b[k * ldb + j]) }
+                    worst = max(worst, abs(Double(c[i * ldc + j]) - e) / (1 + abs(e)))
+                }
+                XCTAssertTrue(c[i * ldc + 32].isNaN, "gemm32 wrote past row \(i)")
+            }
+            XCTAssertLessThan(worst, 1e-5, "gemm32 M \(M) K \(K)")
+        }
+    }
+
+    /// `columnSoftmaxDeferred`: each column of kᵀ becomes exp(x − max), `inverse` 1/Σ, against float64;
+    /// columns outside the groups are untouched.
+    func testColumnSoftmaxDeferredMatchesPlainSoftmax() {
+        for (n, groups) in [(576, 2), (144, 1), (16, 2), (1, 1)] {
+            let stride = 16 * groups + 16
+            let k0 = randomArray(n * stride, seed: UInt64(n + groups)).map { $0 * 8 }
+            var k = k0, inv = [Float](repeating: .nan, count: 16 * groups)
+            k.withUnsafeMutableBufferPointer { kp in inv.withUnsafeMutableBufferPointer { ip in
+                UnetAttentionCore.columnSoftmaxDeferred(k: kp.baseAddress!, rows: n, stride: stride, groups: groups, inverse: ip.baseAddress!)
+            } }
+            var worst = 0.0
+            for col in 0..<(16 * groups) {
+                let m = (0..<n).map { Double(k0[$0 * stride + col]) }.max()!
+                let s = (0..<n).reduce(0.0) { $0 + exp(Double(k0[$1 * stride + col]) - m) }
+                for r in 0..<n {
+                    let e = exp(Double(k0[r * stride + col]) - m) / s
+                    worst = max(worst, abs(Double(k[r * stride + col]) * Double(inv[col]) - e) / e)
+                }
+            }
+            for r in 0..<n { for col in (16 * groups)..<stride { XCTAssertEqual(k[r * stride + col], k0[r * stride + col]) } }
+            XCTAssertLessThan(worst, 2e-5, "column softmax n \(n) groups \(groups)")
+        }
+    }
 }

@@ -136,16 +136,20 @@ public enum UnetAttention {
     }
 
     /// Session-5 fusions of the attention cores' per-element passes on the AVX-512 path, a bit mask
-    /// (default 3; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,3`):
+    /// (default 7; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,7`):
     /// - bit 0 (`fusedTemporal`): the temporal head's rotary rotation runs in the q/k projection's
     ///   epilogue, the scale, bias and row maxima in the score tiles' epilogue, the 1/Σ in the value
     ///   tiles' epilogue (`UnetAttentionCore.gemmRotary`, `temporalHeadFused`): one pass over the
     ///   score tile (the exponentials) instead of six passes over q, k and the scores;
     /// - bit 1 (`deferredK`): the per-frame spatial linear attention leaves the k softmax's rows
     ///   unnormalised and scales the context's dh rows instead (`linearSoftmaxesDeferredK`).
+    /// - bit 2 (`transposedK`): the per-frame spatial linear attention on whole 16-lane planes (24², 12²)
+    ///   computes kᵀ (positions × features) straight from the projection (`gemmTN`), so the k softmax
+    ///   runs 16 features per vector and the per-head contexts are 16-lane GEMMs (`gemm32`) instead of
+    ///   dot products with horizontal sums (`gemmNT`) and OpenBLAS calls; k's 1/Σ scales the context.
     /// Initial value from `TUMORSTREAM_UNET_FUSED` if set.
-    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 3)
-    public static let fusedTemporal = 1, deferredK = 2
+    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 7)
+    public static let fusedTemporal = 1, deferredK = 2, transposedK = 4
 
     // MARK: - spatial linear attention
 
@@ -177,9 +181,16 @@ public enum UnetAttention {
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden
         let deferK = avx && fusedPasses & deferredK != 0
+        let kT16 = groups16 && dh % 16 == 0 && fusedPasses & transposedK != 0
+        // Wkᵀ (C × hidden) for kᵀ = xnᵀ Wkᵀ.
+        var wkTransposed = [Float](repeating: 0, count: kT16 ? C * hidden : 0)
+        if kT16 {
+            for r in 0..<hidden { for c in 0..<C { wkTransposed[c * hidden + r] = wqkv[(hidden + r) * C + c] } }
+        }
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
         computed.withUnsafeBufferPointer { fp in
+        wkTransposed.withUnsafeBufferPointer { wkp in
         let foldedW = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
@@ -192,6 +203,10 @@ public enum UnetAttention {
             let xf = x + b * C * N + f * Pn
             let yf = y + b * C * N + f * Pn
             layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
+            if kT16 {
+                spatialHeadsTransposedK(xn: xn, qkv: qkv, ctx: ctx, m: m, kInverse: colMax, wqkv: wqkv, wkT: wkp.baseAddress!,
+                                        wout: wout, foldedW: foldedW, channels: C, positions: Pn, heads: heads, dimHead: dh, scale: scale)
+            } else {
             if groups16 {
                 UnetAttentionCore.gemm(M: projRows, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn,
                                        groupStride: 16, accumulate: false)
@@ -228,6 +243,7 @@ public enum UnetAttention {
                     sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
                 }
             }
+            }
             for c in 0..<C {
                 let row = yf + c * N, bv = bout[c]
                 for i in 0..<Pn { row[i] += bv }
@@ -239,6 +255,56 @@ public enum UnetAttention {
                 sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
             }
         }
+        }
+        }
+    }
+
+    /// The heads of one frame of `spatialLinear` with kᵀ (AVX-512, Pn and dh multiples of 16): q rows (and
+    /// v rows unless the value projection is folded) projected as usual, kᵀ = xnᵀ Wkᵀ (Pn × hidden) into
+    /// the k rows' space; per head the feature softmax of q, the position softmax of kᵀ's columns with
+    /// 1/Σ deferred to `kInverse`, ctxᵀ = (v or xn) · kᵀ_h scaled by column, and m_h = (Wo_h or A_h) · ctxᵀ.
+    static func spatialHeadsTransposedK(xn: P, qkv: P, ctx: P, m: P, kInverse: P, wqkv: UnsafePointer<Float>,
+                                        wkT: UnsafePointer<Float>, wout: UnsafePointer<Float>, foldedW: UnsafePointer<Float>?,
+                                        channels C: Int, positions Pn: Int, heads: Int, dimHead dh: Int, scale: Float) {
+        let hidden = heads * dh
+        @inline(__always) func narrow(M: Int, K: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, c: P, ldc: Int) {
+            if dh == 32 {
+                UnetAttentionCore.gemm32(M: M, K: K, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+            } else {
+                UnetAttentionCore.gemm(M: M, N: dh, K: K, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, groupStride: 16, accumulate: false)
+            }
+        }
+        UnetAttentionCore.gemm(M: hidden, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn, groupStride: 16, accumulate: false)
+        let kT = qkv + hidden * Pn
+        UnetAttentionCore.gemmTN(M: Pn, N: hidden, K: C, a: xn, lda: Pn, b: wkT, ldb: hidden, c: kT, ldc: hidden)
+        if foldedW == nil {
+            UnetAttentionCore.gemm(M: hidden, N: Pn, K: C, a: wqkv + 2 * hidden * C, lda: C, b: xn, ldb: Pn, c: qkv + 2 * hidden * Pn,
+                                   ldc: Pn, groupStride: 16, accumulate: false)
+        }
+        for h in 0..<heads {
+            let q = qkv + h * dh * Pn, kh = kT + h * dh
+            UnetAttentionBatchedCore.featureSoftmax(q: q, stride: Pn, columns: Pn, dimHead: dh, scale: scale)
+            UnetAttentionCore.columnSoftmaxDeferred(k: kh, rows: Pn, stride: hidden, groups: dh / 16, inverse: kInverse)
+            if let foldedW {
+                // ctxᵀ[c][d] = Σ_n xn[c][n] kᵀ[n][d] / Σ_d; m[:, h·dh + d] = Σ_c' A_h[:, c'] ctxᵀ[c'][d].
+                narrow(M: C, K: Pn, a: xn, lda: Pn, b: kh, ldb: hidden, c: ctx, ldc: dh)
+                scaleColumns(ctx, rows: C, columns: dh, by: kInverse)
+                narrow(M: C, K: C, a: foldedW + h * C, lda: heads * C, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
+            } else {
+                // ctxᵀ[e][d] = Σ_n v[e][n] kᵀ[n][d] / Σ_d; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctxᵀ[e][d].
+                narrow(M: dh, K: Pn, a: qkv + (2 * hidden + h * dh) * Pn, lda: Pn, b: kh, ldb: hidden, c: ctx, ldc: dh)
+                scaleColumns(ctx, rows: dh, columns: dh, by: kInverse)
+                narrow(M: C, K: dh, a: wout + h * dh, lda: hidden, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
+            }
+        }
+    }
+
+    /// m[·][c] ×= f[c] for the `rows` × `columns` row-major matrix m.
+    @inline(__always)
+    static func scaleColumns(_ m: P, rows: Int, columns: Int, by f: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let row = m + r * columns
+            for c in 0..<columns { row[c] *= f[c] }
         }
     }
 
