@@ -355,11 +355,14 @@ public extension UnetAttentionCore {
         let groups = N / 16
         var g = 0
         while g < groups {
-            let width = groups - g >= 3 ? 3 : 1
+            let width = groups - g >= 3 ? 3 : groups - g
             var r = 0
             while r + 8 <= M {
-                if width == 3 { tile8x3TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc) }
-                else { tile8x1TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc) }
+                switch width {
+                case 3: tile8x3TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc)
+                case 2: tile8x2TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc)
+                default: tile8x1TN(a + r, lda, b + 16 * g, ldb, K, c + r * ldc + 16 * g, ldc)
+                }
                 r += 8
             }
             while r < M {
@@ -403,6 +406,34 @@ public extension UnetAttentionCore {
         st(o, c50); st(o + 16, c51); st(o + 32, c52); o += ldc
         st(o, c60); st(o + 16, c61); st(o + 32, c62); o += ldc
         st(o, c70); st(o + 16, c71); st(o + 32, c72)
+    }
+
+    @inline(never)
+    static func tile8x2TN(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int) {
+        var c00 = V16(), c01 = V16(), c10 = V16(), c11 = V16(), c20 = V16(), c21 = V16(), c30 = V16(), c31 = V16()
+        var c40 = V16(), c41 = V16(), c50 = V16(), c51 = V16(), c60 = V16(), c61 = V16(), c70 = V16(), c71 = V16()
+        var bp = b, ap = a
+        for _ in 0..<K {
+            let b0 = ld(bp), b1 = ld(bp + 16)
+            var w = V16(repeating: ap[0]); c00.addProduct(w, b0); c01.addProduct(w, b1)
+            w = V16(repeating: ap[1]); c10.addProduct(w, b0); c11.addProduct(w, b1)
+            w = V16(repeating: ap[2]); c20.addProduct(w, b0); c21.addProduct(w, b1)
+            w = V16(repeating: ap[3]); c30.addProduct(w, b0); c31.addProduct(w, b1)
+            w = V16(repeating: ap[4]); c40.addProduct(w, b0); c41.addProduct(w, b1)
+            w = V16(repeating: ap[5]); c50.addProduct(w, b0); c51.addProduct(w, b1)
+            w = V16(repeating: ap[6]); c60.addProduct(w, b0); c61.addProduct(w, b1)
+            w = V16(repeating: ap[7]); c70.addProduct(w, b0); c71.addProduct(w, b1)
+            bp += ldb; ap += lda
+        }
+        var o = c
+        st(o, c00); st(o + 16, c01); o += ldc
+        st(o, c10); st(o + 16, c11); o += ldc
+        st(o, c20); st(o + 16, c21); o += ldc
+        st(o, c30); st(o + 16, c31); o += ldc
+        st(o, c40); st(o + 16, c41); o += ldc
+        st(o, c50); st(o + 16, c51); o += ldc
+        st(o, c60); st(o + 16, c61); o += ldc
+        st(o, c70); st(o + 16, c71)
     }
 
     @inline(never)

@@ -315,7 +315,7 @@ final class UnetAttentionCoreTests: XCTestCase {
     /// `gemmTN` (A stored transposed), `gemm32` (8 × 2 tiles) against float64, rows not multiples of 8,
     /// group counts not multiples of 3, strides larger than the shapes.
     func testTransposedAndNarrowGemmsMatchPlainLoops() {
-        for (M, groups, K) in [(8, 3, 24), (13, 16, 48), (5, 1, 7), (24, 4, 20), (576, 16, 24)] {
+        for (M, groups, K) in [(8, 3, 24), (13, 16, 48), (5, 1, 7), (24, 4, 20), (576, 16, 24), (864, 2, 96), (17, 5, 9)] {
             let N = 16 * groups, lda = M + 3, ldb = N + 16, ldc = N + 5
             let a = randomArray(K * lda, seed: UInt64(M + K)), b = randomArray(K * ldb, seed: UInt64(N + K))
             var c = [Float](repeating: .nan, count: M * ldc)

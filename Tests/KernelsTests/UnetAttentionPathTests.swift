@@ -84,7 +84,8 @@ final class UnetAttentionPathTests: XCTestCase {
     /// cores (0), whole blocks: temporal with the value projection folded (C ≤ dh) and not, whole and
     /// partial 16-lane tiles, frame counts that are not multiples of the 6 × 4 register blocks, no
     /// rotary on part of the features (dh 32 with 8 pairs), head groups; spatial per frame at level-0
-    /// and level-1 shapes (kᵀ path at 7), with the per-frame path forced on 3×3 and 4×4 planes, dh 16.
+    /// and level-1 shapes (kᵀ path at 7), with the per-frame path forced on 3×3 and 4×4 planes, dh 16;
+    /// frames batched (kᵀ path at 15) on 6×6, 3×3, 5×5 and forced 4×4 planes, batch 2.
     func testFusedPassesMatchSessionFourCores() {
         defer { UnetAttention.fusedPasses = 3; UnetAttention.spatialBatched = 1; UnetAttention.temporalHeadGroups = 0 }
         func temporalBlock(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, groups: Int, pairs: Int) {
@@ -112,11 +113,11 @@ final class UnetAttentionPathTests: XCTestCase {
             let bo = random([C], seed: 85, scale: 0.1)
             UnetAttention.spatialBatched = mode
             var outs: [Tensor] = []
-            for f in [0, 3, 7] {
+            for f in [0, 3, 7, 15] {
                 UnetAttention.fusedPasses = f
                 outs.append(Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads))
             }
-            for (i, f) in [(1, 3), (2, 7)] {
+            for (i, f) in [(1, 3), (2, 7), (3, 15)] {
                 XCTAssertTrue(outs[i].scalars.allSatisfy { $0.isFinite }, "spatial \(x.shape): non-finite output")
                 assertClose(delta(outs[i], x), delta(outs[0], x), rel: 1e-5,
                             "fused \(f) spatial \(x.shape), \(heads)×\(dh), mode \(mode), AVX-512 \(KernelContext.useAVX512)")
@@ -135,6 +136,10 @@ final class UnetAttentionPathTests: XCTestCase {
             spatialBlock(1, 20, 2, 4, 4, heads: 3, dh: 16, mode: 0)
             spatialBlock(2, 16, 2, 4, 8, heads: 2, dh: 32, mode: 0)
             spatialBlock(1, 24, 2, 24, 24, heads: 8, dh: 32, mode: 1)
+            spatialBlock(2, 96, 5, 6, 6, heads: 8, dh: 32, mode: 1)
+            spatialBlock(1, 192, 4, 3, 3, heads: 8, dh: 32, mode: 1)
+            spatialBlock(1, 40, 3, 5, 5, heads: 5, dh: 16, mode: 1)
+            spatialBlock(1, 20, 3, 4, 4, heads: 3, dh: 16, mode: 2)
         }
     }
 

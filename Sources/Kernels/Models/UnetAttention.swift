@@ -136,7 +136,7 @@ public enum UnetAttention {
     }
 
     /// Session-5 fusions of the attention cores' per-element passes on the AVX-512 path, a bit mask
-    /// (default 7; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,7`):
+    /// (default 15; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,15`):
     /// - bit 0 (`fusedTemporal`): the temporal head's rotary rotation runs in the q/k projection's
     ///   epilogue, the scale, bias and row maxima in the score tiles' epilogue, the 1/Σ in the value
     ///   tiles' epilogue (`UnetAttentionCore.gemmRotary`, `temporalHeadFused`): one pass over the
@@ -147,9 +147,12 @@ public enum UnetAttention {
     ///   computes kᵀ (positions × features) straight from the projection (`gemmTN`), so the k softmax
     ///   runs 16 features per vector and the per-head contexts are 16-lane GEMMs (`gemm32`) instead of
     ///   dot products with horizontal sums (`gemmNT`) and OpenBLAS calls; k's 1/Σ scales the context.
+    /// - bit 3 (`batchedTransposedK`): the same kᵀ formulation in the frame-batched spatial attention of
+    ///   the 6² and 3² planes (`batchedHeadTransposedK`): k softmax per frame down kᵀ's columns instead of
+    ///   row segments with horizontal reductions, no per-frame transpose of k.
     /// Initial value from `TUMORSTREAM_UNET_FUSED` if set.
-    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 7)
-    public static let fusedTemporal = 1, deferredK = 2, transposedK = 4
+    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 15)
+    public static let fusedTemporal = 1, deferredK = 2, transposedK = 4, batchedTransposedK = 8
 
     // MARK: - spatial linear attention
 

@@ -76,7 +76,13 @@ extension UnetAttention {
         let hidden = heads * dh, N = F * Pn, Np = (N + 15) / 16 * 16 + (avx ? 16 : 0)
         let scale = Float(1) / Float(dh).squareRoot()
         let wk = max(1, workers)
-        let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp)
+        // kᵀ path (fused bit 3): per worker kᵀ_h (N × dh) and the k softmax's 1/Σ per frame (F × dh).
+        let kT16 = avx && dh % 16 == 0 && fusedPasses & batchedTransposedK != 0
+        var wkTransposed = [Float](repeating: 0, count: kT16 ? C * hidden : 0)
+        if kT16 {
+            for r in 0..<hidden { for c in 0..<C { wkTransposed[c * hidden + r] = wqkv[(hidden + r) * C + c] } }
+        }
+        let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp, kT16 ? dh * dh + N * dh + F * dh : 0)
         scratch.prepare(workers: 1, count: (C + 4 * hidden) * Np + wk * perWorker)
         let xn = scratch.blocks[0], qkv = xn + C * Np, o = qkv + 3 * hidden * Np, local = o + hidden * Np
         for b in 0..<B {
@@ -91,7 +97,14 @@ extension UnetAttention {
             }
             if Np > N { for c in 0..<C { (xn + c * Np + N).update(repeating: 0, count: Np - N) } }
             // (2) One task per head.
+            wkTransposed.withUnsafeBufferPointer { wkp in
             UnetParallel.run(tasks: heads, workers: wk) { h, worker in
+                if kT16 {
+                    batchedHeadTransposedK(xn: xn, qkv: qkv, o: o, local: local + worker * perWorker, wqkv: wqkv, wkT: wkp.baseAddress!,
+                                           channels: C, frames: F, positions: Pn, columns: N, stride: Np, paddedPositions: Pp,
+                                           heads: heads, head: h, dimHead: dh, scale: scale)
+                    return
+                }
                 let ctx = local + worker * perWorker, colMax = ctx + dh * dh, colSum = colMax + Np
                 let q = qkv + h * dh * Np, k = qkv + (hidden + h * dh) * Np, v = qkv + (2 * hidden + h * dh) * Np
                 for (row, dst) in [(h * dh, q), (hidden + h * dh, k), (2 * hidden + h * dh, v)] {
@@ -154,6 +167,7 @@ extension UnetAttention {
                                 q + f * Pn, Int32(Np), 0, o + h * dh * Np + f * Pn, Int32(Np))
                 }
             }
+            }
             // (3) y += Wo · o + b, in row chunks.
             let rows = rowChunk(rows: C, tasks: 1, workers: wk)
             UnetParallel.run(tasks: (C + rows - 1) / rows, workers: wk) { t, _ in
@@ -172,6 +186,38 @@ extension UnetAttention {
                           C: yb + r0 * N + n16, ldc: N)
                 }
             }
+        }
+    }
+
+    /// Head h of `spatialLinearBatched` with kᵀ (AVX-512, dh a multiple of 16): q and v rows over all
+    /// columns, kᵀ_h = xnᵀ Wkᵀ_h (N × dh, `gemmTN`), the q softmax over features, per frame the k softmax
+    /// down kᵀ's columns (1/Σ deferred), ctxᵀ = v_f kᵀ_f scaled by column (`gemm32`), o_f = ctxᵀ q_f.
+    /// Replaces the row-segment softmax with horizontal reductions and the per-frame scalar transpose of k.
+    static func batchedHeadTransposedK(xn: P, qkv: P, o: P, local: P, wqkv: UnsafePointer<Float>, wkT: UnsafePointer<Float>,
+                                       channels C: Int, frames F: Int, positions Pn: Int, columns N: Int, stride Np: Int,
+                                       paddedPositions Pp: Int, heads: Int, head h: Int, dimHead dh: Int, scale: Float) {
+        let hidden = heads * dh
+        let ctx = local, kT = ctx + dh * dh, inv = kT + N * dh
+        let q = qkv + h * dh * Np, v = qkv + (2 * hidden + h * dh) * Np
+        UnetAttentionCore.gemm(M: dh, N: Np, K: C, a: wqkv + h * dh * C, lda: C, b: xn, ldb: Np, c: q, ldc: Np,
+                               groupStride: 16, accumulate: false)
+        UnetAttentionCore.gemm(M: dh, N: Np, K: C, a: wqkv + (2 * hidden + h * dh) * C, lda: C, b: xn, ldb: Np, c: v, ldc: Np,
+                               groupStride: 16, accumulate: false)
+        UnetAttentionCore.gemmTN(M: N, N: dh, K: C, a: xn, lda: Np, b: wkT + h * dh, ldb: hidden, c: kT, ldc: dh)
+        UnetAttentionBatchedCore.featureSoftmax(q: q, stride: Np, columns: Np, dimHead: dh, scale: scale)
+        for f in 0..<F {
+            let kf = kT + f * Pn * dh, invf = inv + f * dh
+            UnetAttentionCore.columnSoftmaxDeferred(k: kf, rows: Pn, stride: dh, groups: dh / 16, inverse: invf)
+            if dh == 32 {
+                UnetAttentionCore.gemm32(M: dh, K: Pn, a: v + f * Pn, lda: Np, b: kf, ldb: dh, c: ctx, ldc: dh)
+            } else {
+                UnetAttentionCore.gemm(M: dh, N: dh, K: Pn, a: v + f * Pn, lda: Np, b: kf, ldb: dh, c: ctx, ldc: dh,
+                                       groupStride: 16, accumulate: false)
+            }
+            scaleColumns(ctx, rows: dh, columns: dh, by: invf)
+            // Whole 16-lane groups: spills into the next frame's columns (written after) or the padding.
+            UnetAttentionCore.gemm(M: dh, N: Pp, K: dh, a: ctx, lda: dh, b: q + f * Pn, ldb: Np,
+                                   c: o + h * dh * Np + f * Pn, ldc: Np, groupStride: 16, accumulate: false)
         }
     }
 
