@@ -87,7 +87,7 @@ final class UnetAttentionPathTests: XCTestCase {
     /// and level-1 shapes (kᵀ path at 7), with the per-frame path forced on 3×3 and 4×4 planes, dh 16;
     /// frames batched (kᵀ path at 15) on 6×6, 3×3, 5×5 and forced 4×4 planes, batch 2.
     func testFusedPassesMatchSessionFourCores() {
-        defer { UnetAttention.fusedPasses = 3; UnetAttention.spatialBatched = 1; UnetAttention.temporalHeadGroups = 0 }
+        defer { UnetAttention.fusedPasses = 15; UnetAttention.spatialBatched = 1; UnetAttention.temporalHeadGroups = 0 }
         func temporalBlock(_ B: Int, _ C: Int, _ F: Int, _ H: Int, _ W: Int, heads: Int, dh: Int, groups: Int, pairs: Int) {
             let hidden = heads * dh
             let x = random([B, C, F, H, W], seed: 71)
@@ -151,6 +151,13 @@ final class UnetAttentionPathTests: XCTestCase {
         XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 4), 4)
         XCTAssertEqual(UnetAttention.headGroups(tasks: 2, heads: 8, workers: 8), 4)
         XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 1), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 3, heads: 8, workers: 2), 1)
+        UnetAttention.temporalHeadGroups = -1
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 3, heads: 8, workers: 2), 2)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 8, workers: 2), 2)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 4, heads: 8, workers: 2), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 9, heads: 8, workers: 2), 1)
+        XCTAssertEqual(UnetAttention.headGroups(tasks: 36, heads: 8, workers: 2), 1)
         UnetAttention.temporalHeadGroups = 3
         XCTAssertEqual(UnetAttention.headGroups(tasks: 1, heads: 2, workers: 2), 2)
     }

@@ -16,8 +16,9 @@ extension UnetAttention {
     /// Head groups of the temporal attention: 0 (default) automatic, split only when there are fewer
     /// tiles than workers (the 3×3 planes: one tile); k ≥ 1 exactly min(k, heads) groups; 1 the fused
     /// session-3 path. Paired A/B of 0 against 1: 1.01–1.03 while the process had about one core (other
-    /// builds running), 0.982 and 0.985 with both cores free (2 groups everywhere: 1.040). Initial
-    /// value from `TUMORSTREAM_UNET_THEADS`.
+    /// builds running), 0.982 and 0.985 with both cores free (2 groups everywhere: 1.040). −1: as 0, and
+    /// also split (into `workers` groups) when there are fewer than 2·workers tiles that do not divide
+    /// evenly (the 6×6 planes). Initial value from `TUMORSTREAM_UNET_THEADS`.
     nonisolated(unsafe) public static var temporalHeadGroups = knob("TUMORSTREAM_UNET_THEADS", default: 0)
 
     static func knob(_ name: String, default d: Int) -> Int {
@@ -47,6 +48,11 @@ extension UnetAttention {
     /// Head groups for `tasks` tiles (over the batch) on `workers` threads.
     public static func headGroups(tasks: Int, heads: Int, workers: Int) -> Int {
         if temporalHeadGroups > 0 { return min(temporalHeadGroups, heads) }
+        // -1 (session 5): also when the tiles leave the last round of workers part-empty and there are
+        // few of them (the 6×6 planes: 3 tiles on 2 workers → 2 groups, 6 tasks).
+        if temporalHeadGroups < 0 && tasks >= workers && tasks < 2 * workers && tasks % workers != 0 {
+            return min(heads, workers)
+        }
         // Only when a worker would otherwise idle: splitting more tiles sends each tile's o through
         // memory instead of cache and repeats its LayerNorm (measured slower at 12×12 and 6×6 planes).
         guard tasks < workers else { return 1 }
