@@ -170,6 +170,10 @@ final class UnetAttentionPathTests: XCTestCase {
         }
         let rounds = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_ROUNDS"] ?? "") ?? 40
         let newSpatial = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_SPATIAL"] ?? "") ?? 1
+        // TUMORSTREAM_ATTN_FUSED=N: old = `fusedPasses` 0, new = N (both with the default paths otherwise),
+        // instead of the session-4 path comparison; adds the level-0 shape (24 channels on 24×24).
+        let fusedAB = Int(ProcessInfo.processInfo.environment["TUMORSTREAM_ATTN_FUSED"] ?? "")
+        defer { UnetAttention.fusedPasses = 15 }
         let (heads, dh, F) = (8, 32, 24), hidden = heads * dh
         func time(_ body: () -> Tensor) -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -181,7 +185,7 @@ final class UnetAttentionPathTests: XCTestCase {
             print(String(format: "attn-bench %-26@ old min %6.2f ms  new min %6.2f ms  median paired new/old %.3f",
                          name as NSString, a.min()!, b.min()!, r[r.count / 2]))
         }
-        for (C, S) in [(48, 12), (96, 6), (192, 3), (96, 3), (48, 6), (24, 12)] {
+        for (C, S) in (fusedAB == nil ? [] : [(24, 24)]) + [(48, 12), (96, 6), (192, 3), (96, 3), (48, 6), (24, 12)] {
             let x = random([1, C, F, S, S], seed: 61)
             let gamma = Tensor(shape: [1, C, 1, 1, 1], data: random([C], seed: 62, scale: 0.5).scalars.map { 1 + $0 })
             let wq = random([3 * hidden, C, 1, 1], seed: 63, scale: 0.3), wo = random([C, hidden, 1, 1], seed: 64, scale: 0.1)
@@ -191,11 +195,11 @@ final class UnetAttentionPathTests: XCTestCase {
             let bias = AttentionOps.relativePositionBias(table: random([32, heads], seed: 66), tokens: F, maxDistance: 32)
             var so: [Double] = [], sn: [Double] = [], to: [Double] = [], tn: [Double] = []
             func spatial(_ mode: Int) -> Double {
-                UnetAttention.spatialBatched = mode
+                if let fusedAB { UnetAttention.fusedPasses = mode == 0 ? 0 : fusedAB } else { UnetAttention.spatialBatched = mode }
                 return time { Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: wq, toOut: wo, toOutBias: bo, heads: heads) }
             }
             func temporal(_ groups: Int) -> Double {
-                UnetAttention.temporalHeadGroups = groups
+                if let fusedAB { UnetAttention.fusedPasses = groups == 1 ? 0 : fusedAB } else { UnetAttention.temporalHeadGroups = groups }
                 return time { Unet3D.temporalAttentionBlock(x, gamma: gamma, toQKV: wq2, toOut: wo2, heads: heads, freqs: freqs, bias: bias) }
             }
             for r in 0...rounds {
