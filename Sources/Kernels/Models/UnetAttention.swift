@@ -186,10 +186,7 @@ public enum UnetAttention {
         let deferK = avx && fusedPasses & deferredK != 0
         let kT16 = groups16 && dh % 16 == 0 && fusedPasses & transposedK != 0
         // Wkᵀ (C × hidden) for kᵀ = xnᵀ Wkᵀ.
-        var wkTransposed = [Float](repeating: 0, count: kT16 ? C * hidden : 0)
-        if kT16 {
-            for r in 0..<hidden { for c in 0..<C { wkTransposed[c * hidden + r] = wqkv[(hidden + r) * C + c] } }
-        }
+        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
         computed.withUnsafeBufferPointer { fp in
@@ -299,6 +296,18 @@ public enum UnetAttention {
                 scaleColumns(ctx, rows: dh, columns: dh, by: kInverse)
                 narrow(M: C, K: dh, a: wout + h * dh, lda: hidden, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
             }
+        }
+    }
+
+    /// Wkᵀ (C × hidden): row c holds W_k[·][c], W_k being rows hidden ..< 2·hidden of `wqkv` (3·hidden × C).
+    static func keyWeightsTransposed(wqkv: UnsafePointer<Float>, channels C: Int, hidden: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: C * hidden) { out, n in
+            let wk = wqkv + hidden * C
+            for c in 0..<C {
+                let row = out.baseAddress! + c * hidden
+                for r in 0..<hidden { row[r] = wk[r * C + c] }
+            }
+            n = C * hidden
         }
     }
 

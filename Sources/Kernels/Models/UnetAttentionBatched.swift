@@ -84,10 +84,7 @@ extension UnetAttention {
         let wk = max(1, workers)
         // kᵀ path (fused bit 3): per worker kᵀ_h (N × dh) and the k softmax's 1/Σ per frame (F × dh).
         let kT16 = avx && dh % 16 == 0 && fusedPasses & batchedTransposedK != 0
-        var wkTransposed = [Float](repeating: 0, count: kT16 ? C * hidden : 0)
-        if kT16 {
-            for r in 0..<hidden { for c in 0..<C { wkTransposed[c * hidden + r] = wqkv[(hidden + r) * C + c] } }
-        }
+        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
         let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp, kT16 ? dh * dh + N * dh + F * dh : 0)
         scratch.prepare(workers: 1, count: (C + 4 * hidden) * Np + wk * perWorker)
         let xn = scratch.blocks[0], qkv = xn + C * Np, o = qkv + 3 * hidden * Np, local = o + hidden * Np
