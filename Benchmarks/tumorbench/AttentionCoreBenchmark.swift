@@ -6,7 +6,8 @@ import KernelsAVX512
 /// the Unet3D attention blocks (`KernelsAVX512.UnetAttentionCore`) alone, single-threaded, at the
 /// level-0 shapes of one Unet step (24 channels, 24 frames, 24×24 planes, 8 heads of 32), under the
 /// settings of `UnetAttentionCore.variant` interleaved round by round (default 0 = session-3 kernels,
-/// 3 = session-4). Prints per setting the best GFLOP/s (FLOP = 2·MAC) and the median over rounds of
+/// 3 = session-4; `temporal` and `softmax`: bit 3 selects the session-5 fused temporal passes, e.g.
+/// `--variants 0,8 temporal`). Prints per setting the best GFLOP/s (FLOP = 2·MAC) and the median over rounds of
 /// its time ÷ the first setting's time in the same round (the number to trust on a noisy machine),
 /// plus single-threaded `cblas_sgemm` on the same GEMM shape as a yardstick.
 enum AttentionCoreBenchmark {
@@ -79,22 +80,71 @@ enum AttentionCoreBenchmark {
                 }
             }
         }
+        if want("temporal") {
+            // Session 5: the level-0 temporal tile (24 frames × 16 lanes, 8 heads of 32, value rows 24 =
+            // the folded input): settings with bit 3 (8) run the fused passes (`gemmRotary` +
+            // `temporalHeadFused`), the others the session-4 `gemm` + `temporalHead` (scale and rotary in
+            // place; inputs restored outside the timed call). FLOP: the projection, scores and values.
+            let F = 24, T = 16 * F, dh = 32, heads = 8, C = 24, hidden = heads * dh
+            let w = random(2 * hidden * C, seed: 7), xn = random(C * T, seed: 8)
+            let bias = random(heads * F * F, seed: 9)
+            let freqs = (0..<(dh / 2)).map { Float(1 / pow(10000.0, Double(2 * $0) / Double(dh))) }
+            let rot = AttentionOps.Rotary(freqs: freqs, positions: F)
+            var qk = [Float](repeating: 0, count: 2 * hidden * T), o = [Float](repeating: 0, count: heads * C * T)
+            var s = [Float](repeating: 0, count: F * F * 16), stats = [Float](repeating: 0, count: UnetAttentionCore.fusedHeadStats(frames: F))
+            let flop = 2 * Double(2 * hidden * T * C) + Double(heads) * 2 * 16 * Double(F * F * (dh + C))
+            w.withUnsafeBufferPointer { wp in xn.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer { bp in
+            rot.cos.withUnsafeBufferPointer { cp in rot.sin.withUnsafeBufferPointer { sp in
+            qk.withUnsafeMutableBufferPointer { qp in o.withUnsafeMutableBufferPointer { op in
+            s.withUnsafeMutableBufferPointer { ssp in stats.withUnsafeMutableBufferPointer { stp in
+                let (q, ob, sc) = (qp.baseAddress!, op.baseAddress!, Float(1) / Float(dh).squareRoot())
+                report("temporal tile: qk proj + 8 heads", flop: flop, rounds: rounds, inner: 3, variants: variants.map { $0 | 3 }, sgemm: nil) {
+                    if UnetAttentionCore.variant & 8 != 0 {
+                        UnetAttentionCore.gemmRotary(M: 2 * hidden, N: T, K: C, a: wp.baseAddress!, lda: C, b: xp.baseAddress!, ldb: T,
+                                                     c: q, ldc: T, dimHead: dh, cos: cp.baseAddress!, sin: sp.baseAddress!,
+                                                     tablePairs: rot.pairs, pairs: dh / 2)
+                        for h in 0..<heads {
+                            UnetAttentionCore.temporalHeadFused(q: q + h * dh * T, k: q + (hidden + h * dh) * T, v: xp.baseAddress!,
+                                                                frames: F, dimHead: dh, valueRows: C, out: ob + h * C * T, scale: sc,
+                                                                bias: bp.baseAddress! + h * F * F, s: ssp.baseAddress!, stats: stp.baseAddress!)
+                        }
+                    } else {
+                        UnetAttentionCore.gemm(M: 2 * hidden, N: T, K: C, a: wp.baseAddress!, lda: C, b: xp.baseAddress!, ldb: T,
+                                               c: q, ldc: T, groupStride: 16, accumulate: false)
+                        for h in 0..<heads {
+                            UnetAttentionCore.temporalHead(q: q + h * dh * T, k: q + (hidden + h * dh) * T, v: xp.baseAddress!,
+                                                           frames: F, dimHead: dh, valueRows: C, out: ob + h * C * T, scale: sc,
+                                                           cos: cp.baseAddress!, sin: sp.baseAddress!, tablePairs: rot.pairs, pairs: dh / 2,
+                                                           bias: bp.baseAddress! + h * F * F, s: ssp.baseAddress!)
+                        }
+                    }
+                }
+            } } } } } } } } }
+        }
         if want("softmax") {
             // One frame: 8 heads of q and k, 32 × 576 each; the inputs are restored from a copy
             // outside the timed call.
             let n = 576, dh = 32, heads = 8
             let src = random(2 * heads * dh * n, seed: 5).map { $0 * 4 }
-            var w = src
+            var w = src, kInverse = [Float](repeating: 0, count: dh)
+            kInverse.withUnsafeMutableBufferPointer { inv in
             src.withUnsafeBufferPointer { sp in
                 w.withUnsafeMutableBufferPointer { wp in
                     report("linearSoftmaxes 8 heads (exps/s)", flop: Double(2 * heads * dh * n), rounds: rounds, inner: 1,
                            variants: variants, sgemm: nil, prepare: { wp.baseAddress!.update(from: sp.baseAddress!, count: src.count) }) {
                         for h in 0..<heads {
-                            UnetAttentionCore.linearSoftmaxes(q: wp.baseAddress! + h * dh * n, k: wp.baseAddress! + (heads + h) * dh * n,
-                                                              positions: n, dimHead: dh, scale: 0.17)
+                            if UnetAttentionCore.variant & 8 != 0 {
+                                UnetAttentionCore.linearSoftmaxesDeferredK(q: wp.baseAddress! + h * dh * n,
+                                                                           k: wp.baseAddress! + (heads + h) * dh * n, positions: n,
+                                                                           dimHead: dh, scale: 0.17, kInverse: inv.baseAddress!)
+                            } else {
+                                UnetAttentionCore.linearSoftmaxes(q: wp.baseAddress! + h * dh * n, k: wp.baseAddress! + (heads + h) * dh * n,
+                                                                  positions: n, dimHead: dh, scale: 0.17)
+                            }
                         }
                     }
                 }
+            }
             }
         }
     }

@@ -17,6 +17,7 @@ enum UnetAB {
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
         "sctx": { UnetAttention.spatialContextKernel = $0 },
         "attn": { UnetAttention.sessionDefaults($0 != 0) },
+        "fused": { UnetAttention.fusedPasses = $0 },
         // Sleeps 0.3 s first: an OpenBLAS thread woken by the previous step spins ~0.1 s (its timeout) and would spill into this one.
         "unetblas1": { Unet3D.singleThreadedBLAS = $0 != 0; usleep(300_000) },
         "shift": { WholeIm2col.shiftedRows = $0 != 0 },

@@ -41,7 +41,7 @@ public enum UnetAttentionCore {
     /// with fused multiply-adds (results differ from the SIMD8 version in the last bit or so).
     /// Compare + select for the clamp: `pointwiseMin/Max` are per-lane scalar code even here.
     @_transparent
-    static func exp16(_ x0: V16) -> V16 {
+    public static func exp16(_ x0: V16) -> V16 {
         let lo = V16(repeating: -87.3), hi = V16(repeating: 88.3)
         var x = x0.replacing(with: lo, where: x0 .< lo)
         x.replace(with: hi, where: x .> hi)

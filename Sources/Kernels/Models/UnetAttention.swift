@@ -135,12 +135,31 @@ public enum UnetAttention {
                     A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
     }
 
+    /// Session-5 fusions of the attention cores' per-element passes on the AVX-512 path, a bit mask
+    /// (default 15; 0 = the session-4 cores; `tumorbench networks unet-ab --ab fused=0,15`):
+    /// - bit 0 (`fusedTemporal`): the temporal head's rotary rotation runs in the q/k projection's
+    ///   epilogue, the scale, bias and row maxima in the score tiles' epilogue, the 1/Σ in the value
+    ///   tiles' epilogue (`UnetAttentionCore.gemmRotary`, `temporalHeadFused`): one pass over the
+    ///   score tile (the exponentials) instead of six passes over q, k and the scores;
+    /// - bit 1 (`deferredK`): the per-frame spatial linear attention leaves the k softmax's rows
+    ///   unnormalised and scales the context's dh rows instead (`linearSoftmaxesDeferredK`).
+    /// - bit 2 (`transposedK`): the per-frame spatial linear attention on whole 16-lane planes (24², 12²)
+    ///   computes kᵀ (positions × features) straight from the projection (`gemmTN`), so the k softmax
+    ///   runs 16 features per vector and the per-head contexts are 16-lane GEMMs (`gemm32`) instead of
+    ///   dot products with horizontal sums (`gemmNT`) and OpenBLAS calls; k's 1/Σ scales the context.
+    /// - bit 3 (`batchedTransposedK`): the same kᵀ formulation in the frame-batched spatial attention of
+    ///   the 6² and 3² planes (`batchedHeadTransposedK`): k softmax per frame down kᵀ's columns instead of
+    ///   row segments with horizontal reductions, no per-frame transpose of k.
+    /// Initial value from `TUMORSTREAM_UNET_FUSED` if set.
+    nonisolated(unsafe) public static var fusedPasses = knob("TUMORSTREAM_UNET_FUSED", default: 15)
+    public static let fusedTemporal = 1, deferredK = 2, transposedK = 4, batchedTransposedK = 8
+
     // MARK: - spatial linear attention
 
     /// Floats of scratch per worker for `spatialLinear`.
     static func spatialScratch(channels C: Int, positions P: Int, heads: Int, dimHead: Int) -> Int {
         let hidden = heads * dimHead
-        return C * P + 3 * hidden * P + dimHead * dimHead + C * hidden + 2 * P
+        return C * P + 3 * hidden * P + dimHead * dimHead + C * hidden + 2 * P + dimHead
     }
 
     /// y = x + to_out(SpatialLinearAttention(LN(x))) for x (B, C, F, H·W): one task per (batch, frame).
@@ -164,9 +183,14 @@ public enum UnetAttention {
         let fold = C <= dh
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden
+        let deferK = avx && fusedPasses & deferredK != 0
+        let kT16 = groups16 && dh % 16 == 0 && fusedPasses & transposedK != 0
+        // Wkᵀ (C × hidden) for kᵀ = xnᵀ Wkᵀ.
+        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
         computed.withUnsafeBufferPointer { fp in
+        wkTransposed.withUnsafeBufferPointer { wkp in
         let foldedW = fold ? (folded ?? UnsafePointer(fp.baseAddress!)) : nil
         UnetParallel.run(tasks: B * F, workers: w) { task, worker in
             let b = task / F, f = task % F
@@ -179,6 +203,10 @@ public enum UnetAttention {
             let xf = x + b * C * N + f * Pn
             let yf = y + b * C * N + f * Pn
             layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
+            if kT16 {
+                spatialHeadsTransposedK(xn: xn, qkv: qkv, ctx: ctx, m: m, kInverse: colMax, wqkv: wqkv, wkT: wkp.baseAddress!,
+                                        wout: wout, foldedW: foldedW, channels: C, positions: Pn, heads: heads, dimHead: dh, scale: scale)
+            } else {
             if groups16 {
                 UnetAttentionCore.gemm(M: projRows, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn,
                                        groupStride: 16, accumulate: false)
@@ -187,7 +215,10 @@ public enum UnetAttention {
             }
             for h in 0..<heads {
                 let q = qkv + h * dh * Pn, k = qkv + (hidden + h * dh) * Pn, v = qkv + (2 * hidden + h * dh) * Pn
-                if avx {
+                if deferK {
+                    // k rows stay exp(k − max); colMax[d] = 1/Σ scales the context's row d below.
+                    UnetAttentionCore.linearSoftmaxesDeferredK(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, kInverse: colMax)
+                } else if avx {
                     UnetAttentionCore.linearSoftmaxes(q: q, k: k, positions: Pn, dimHead: dh, scale: scale)
                 } else {
                     softmaxesPortable(q: q, k: k, positions: Pn, dimHead: dh, scale: scale, colMax: colMax, colSum: colSum)
@@ -200,6 +231,7 @@ public enum UnetAttention {
                     } else {
                         sgemm(true, M: dh, N: C, K: Pn, A: k, lda: Pn, B: xn, ldb: Pn, beta: 0, C: ctx, ldc: C)
                     }
+                    if deferK { scaleRows(ctx, rows: dh, columns: C, by: colMax) }
                     sgemm(true, M: C, N: dh, K: C, A: foldedW + h * C, lda: heads * C, B: ctx, ldb: C, beta: 0, C: m + h * dh, ldc: hidden)
                 } else {
                     if groups16 {
@@ -207,8 +239,10 @@ public enum UnetAttention {
                     } else {
                         sgemm(true, M: dh, N: dh, K: Pn, A: k, lda: Pn, B: v, ldb: Pn, beta: 0, C: ctx, ldc: dh)
                     }
+                    if deferK { scaleRows(ctx, rows: dh, columns: dh, by: colMax) }
                     sgemm(true, M: C, N: dh, K: dh, A: wout + h * dh, lda: hidden, B: ctx, ldb: dh, beta: 0, C: m + h * dh, ldc: hidden)
                 }
+            }
             }
             for c in 0..<C {
                 let row = yf + c * N, bv = bout[c]
@@ -221,6 +255,77 @@ public enum UnetAttention {
                 sgemm(M: C, N: Pn, K: hidden, A: m, lda: hidden, B: qkv, ldb: Pn, beta: 1, C: yf, ldc: N)
             }
         }
+        }
+        }
+    }
+
+    /// The heads of one frame of `spatialLinear` with kᵀ (AVX-512, Pn and dh multiples of 16): q rows (and
+    /// v rows unless the value projection is folded) projected as usual, kᵀ = xnᵀ Wkᵀ (Pn × hidden) into
+    /// the k rows' space; per head the feature softmax of q, the position softmax of kᵀ's columns with
+    /// 1/Σ deferred to `kInverse`, ctxᵀ = (v or xn) · kᵀ_h scaled by column, and m_h = (Wo_h or A_h) · ctxᵀ.
+    static func spatialHeadsTransposedK(xn: P, qkv: P, ctx: P, m: P, kInverse: P, wqkv: UnsafePointer<Float>,
+                                        wkT: UnsafePointer<Float>, wout: UnsafePointer<Float>, foldedW: UnsafePointer<Float>?,
+                                        channels C: Int, positions Pn: Int, heads: Int, dimHead dh: Int, scale: Float) {
+        let hidden = heads * dh
+        @inline(__always) func narrow(M: Int, K: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, c: P, ldc: Int) {
+            if dh == 32 {
+                UnetAttentionCore.gemm32(M: M, K: K, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc)
+            } else {
+                UnetAttentionCore.gemm(M: M, N: dh, K: K, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, groupStride: 16, accumulate: false)
+            }
+        }
+        UnetAttentionCore.gemm(M: hidden, N: Pn, K: C, a: wqkv, lda: C, b: xn, ldb: Pn, c: qkv, ldc: Pn, groupStride: 16, accumulate: false)
+        let kT = qkv + hidden * Pn
+        UnetAttentionCore.gemmTN(M: Pn, N: hidden, K: C, a: xn, lda: Pn, b: wkT, ldb: hidden, c: kT, ldc: hidden)
+        if foldedW == nil {
+            UnetAttentionCore.gemm(M: hidden, N: Pn, K: C, a: wqkv + 2 * hidden * C, lda: C, b: xn, ldb: Pn, c: qkv + 2 * hidden * Pn,
+                                   ldc: Pn, groupStride: 16, accumulate: false)
+        }
+        for h in 0..<heads {
+            let q = qkv + h * dh * Pn, kh = kT + h * dh
+            UnetAttentionBatchedCore.featureSoftmax(q: q, stride: Pn, columns: Pn, dimHead: dh, scale: scale)
+            UnetAttentionCore.columnSoftmaxDeferred(k: kh, rows: Pn, stride: hidden, groups: dh / 16, inverse: kInverse)
+            if let foldedW {
+                // ctxᵀ[c][d] = Σ_n xn[c][n] kᵀ[n][d] / Σ_d; m[:, h·dh + d] = Σ_c' A_h[:, c'] ctxᵀ[c'][d].
+                narrow(M: C, K: Pn, a: xn, lda: Pn, b: kh, ldb: hidden, c: ctx, ldc: dh)
+                scaleColumns(ctx, rows: C, columns: dh, by: kInverse)
+                narrow(M: C, K: C, a: foldedW + h * C, lda: heads * C, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
+            } else {
+                // ctxᵀ[e][d] = Σ_n v[e][n] kᵀ[n][d] / Σ_d; m[:, h·dh + d] = Σ_e Wo[:, h·dh + e] ctxᵀ[e][d].
+                narrow(M: dh, K: Pn, a: qkv + (2 * hidden + h * dh) * Pn, lda: Pn, b: kh, ldb: hidden, c: ctx, ldc: dh)
+                scaleColumns(ctx, rows: dh, columns: dh, by: kInverse)
+                narrow(M: C, K: dh, a: wout + h * dh, lda: hidden, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
+            }
+        }
+    }
+
+    /// Wkᵀ (C × hidden): row c holds W_k[·][c], W_k being rows hidden ..< 2·hidden of `wqkv` (3·hidden × C).
+    static func keyWeightsTransposed(wqkv: UnsafePointer<Float>, channels C: Int, hidden: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: C * hidden) { out, n in
+            let wk = wqkv + hidden * C
+            for c in 0..<C {
+                let row = out.baseAddress! + c * hidden
+                for r in 0..<hidden { row[r] = wk[r * C + c] }
+            }
+            n = C * hidden
+        }
+    }
+
+    /// m[·][c] ×= f[c] for the `rows` × `columns` row-major matrix m.
+    @inline(__always)
+    static func scaleColumns(_ m: P, rows: Int, columns: Int, by f: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let row = m + r * columns
+            for c in 0..<columns { row[c] *= f[c] }
+        }
+    }
+
+    /// m[r][·] ×= f[r] for the `rows` × `columns` row-major matrix m.
+    @inline(__always)
+    static func scaleRows(_ m: P, rows: Int, columns: Int, by f: UnsafePointer<Float>) {
+        for r in 0..<rows {
+            let row = m + r * columns, v = f[r]
+            for c in 0..<columns { row[c] *= v }
         }
     }
 
@@ -434,8 +539,10 @@ public enum UnetAttention {
         let fold = C <= dh
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let projRows = fold ? 2 * hidden : 3 * hidden, valueRows = fold ? C : dh, outK = heads * valueRows
-        scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T)
+        scratch.prepare(workers: max(1, w), count: C * T + 3 * hidden * T + hidden * T + F * F * L + C * T
+                            + UnetAttentionCore.fusedHeadStats(frames: F))
         let blocks = scratch.blocks
+        let fused = fusedPasses & fusedTemporal != 0 && dh % 8 == 0
         let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
         let cosT = rotary?.cos ?? [], sinT = rotary?.sin ?? []
         cosT.withUnsafeBufferPointer { cp in
@@ -456,6 +563,21 @@ public enum UnetAttention {
                         layerNormColumns(xb + f * Pn, srcStride: N, xn + f * L, dstStride: T, channels: C, count: n, gamma: gamma)
                         if n < L { for c in 0..<C { (xn + c * T + f * L + n).update(repeating: 0, count: L - n) } }
                     }
+                    if fused {
+                        projectRotated(wqkv: wqkv, rows: 2 * hidden, channels: C, xn: xn, T: T, qk: qkv, dimHead: dh,
+                                       cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs)
+                        if !fold {
+                            UnetAttentionCore.gemm(M: hidden, N: T, K: C, a: wqkv + 2 * hidden * C, lda: C, b: xn, ldb: T,
+                                                   c: qkv + 2 * hidden * T, ldc: T, groupStride: L, accumulate: false)
+                        }
+                        let stats = tmp + C * T
+                        for h in 0..<heads {
+                            UnetAttentionCore.temporalHeadFused(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                                v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                                frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                                scale: scale, bias: bias.map { $0 + h * F * F }, s: s, stats: stats)
+                        }
+                    } else {
                     UnetAttentionCore.gemm(M: projRows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qkv, ldc: T,
                                            groupStride: L, accumulate: false)
                     for h in 0..<heads {
@@ -464,6 +586,7 @@ public enum UnetAttention {
                                                        frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
                                                        scale: scale, cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs,
                                                        bias: bias.map { $0 + h * F * F }, s: s)
+                    }
                     }
                     if n == L {
                         // Column group f of the tile is frame f: y[c][f·Pn + p0 ..< +16] += (Wo · o)[c][16f ..< 16f + 16].
@@ -482,6 +605,18 @@ public enum UnetAttention {
                 }
             }
           }
+        }
+    }
+
+    /// q and k rows (`rows` = 2·hidden, or a head group's rows starting at a head) of a temporal tile
+    /// `qk` = W · xn with the rotary rotation of frame f applied to column group f (AVX-512 only).
+    static func projectRotated(wqkv: UnsafePointer<Float>, rows: Int, channels C: Int, xn: UnsafePointer<Float>, T: Int, qk: P,
+                               dimHead dh: Int, cos: UnsafePointer<Float>?, sin: UnsafePointer<Float>?, tablePairs: Int, pairs: Int) {
+        if let cos, let sin, pairs > 0 {
+            UnetAttentionCore.gemmRotary(M: rows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qk, ldc: T, dimHead: dh,
+                                         cos: cos, sin: sin, tablePairs: tablePairs, pairs: pairs)
+        } else {
+            UnetAttentionCore.gemm(M: rows, N: T, K: C, a: wqkv, lda: C, b: xn, ldb: T, c: qk, ldc: T, groupStride: 16, accumulate: false)
         }
     }
 

@@ -16,8 +16,9 @@ extension UnetAttention {
     /// Head groups of the temporal attention: 0 (default) automatic, split only when there are fewer
     /// tiles than workers (the 3×3 planes: one tile); k ≥ 1 exactly min(k, heads) groups; 1 the fused
     /// session-3 path. Paired A/B of 0 against 1: 1.01–1.03 while the process had about one core (other
-    /// builds running), 0.982 and 0.985 with both cores free (2 groups everywhere: 1.040). Initial
-    /// value from `TUMORSTREAM_UNET_THEADS`.
+    /// builds running), 0.982 and 0.985 with both cores free (2 groups everywhere: 1.040). −1: as 0, and
+    /// also split (into `workers` groups) when there are fewer than 2·workers tiles that do not divide
+    /// evenly (the 6×6 planes). Initial value from `TUMORSTREAM_UNET_THEADS`.
     nonisolated(unsafe) public static var temporalHeadGroups = knob("TUMORSTREAM_UNET_THEADS", default: 0)
 
     static func knob(_ name: String, default d: Int) -> Int {
@@ -47,6 +48,11 @@ extension UnetAttention {
     /// Head groups for `tasks` tiles (over the batch) on `workers` threads.
     public static func headGroups(tasks: Int, heads: Int, workers: Int) -> Int {
         if temporalHeadGroups > 0 { return min(temporalHeadGroups, heads) }
+        // -1 (session 5): also when the tiles leave the last round of workers part-empty and there are
+        // few of them (the 6×6 planes: 3 tiles on 2 workers → 2 groups, 6 tasks).
+        if temporalHeadGroups < 0 && tasks >= workers && tasks < 2 * workers && tasks % workers != 0 {
+            return min(heads, workers)
+        }
         // Only when a worker would otherwise idle: splitting more tiles sends each tile's o through
         // memory instead of cache and repeats its LayerNorm (measured slower at 12×12 and 6×6 planes).
         guard tasks < workers else { return 1 }
@@ -76,7 +82,10 @@ extension UnetAttention {
         let hidden = heads * dh, N = F * Pn, Np = (N + 15) / 16 * 16 + (avx ? 16 : 0)
         let scale = Float(1) / Float(dh).squareRoot()
         let wk = max(1, workers)
-        let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp)
+        // kᵀ path (fused bit 3): per worker kᵀ_h (N × dh) and the k softmax's 1/Σ per frame (F × dh).
+        let kT16 = avx && dh % 16 == 0 && fusedPasses & batchedTransposedK != 0
+        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
+        let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp, kT16 ? dh * dh + N * dh + F * dh : 0)
         scratch.prepare(workers: 1, count: (C + 4 * hidden) * Np + wk * perWorker)
         let xn = scratch.blocks[0], qkv = xn + C * Np, o = qkv + 3 * hidden * Np, local = o + hidden * Np
         for b in 0..<B {
@@ -91,7 +100,14 @@ extension UnetAttention {
             }
             if Np > N { for c in 0..<C { (xn + c * Np + N).update(repeating: 0, count: Np - N) } }
             // (2) One task per head.
+            wkTransposed.withUnsafeBufferPointer { wkp in
             UnetParallel.run(tasks: heads, workers: wk) { h, worker in
+                if kT16 {
+                    batchedHeadTransposedK(xn: xn, qkv: qkv, o: o, local: local + worker * perWorker, wqkv: wqkv, wkT: wkp.baseAddress!,
+                                           channels: C, frames: F, positions: Pn, columns: N, stride: Np, paddedPositions: Pp,
+                                           heads: heads, head: h, dimHead: dh, scale: scale)
+                    return
+                }
                 let ctx = local + worker * perWorker, colMax = ctx + dh * dh, colSum = colMax + Np
                 let q = qkv + h * dh * Np, k = qkv + (hidden + h * dh) * Np, v = qkv + (2 * hidden + h * dh) * Np
                 for (row, dst) in [(h * dh, q), (hidden + h * dh, k), (2 * hidden + h * dh, v)] {
@@ -154,6 +170,7 @@ extension UnetAttention {
                                 q + f * Pn, Int32(Np), 0, o + h * dh * Np + f * Pn, Int32(Np))
                 }
             }
+            }
             // (3) y += Wo · o + b, in row chunks.
             let rows = rowChunk(rows: C, tasks: 1, workers: wk)
             UnetParallel.run(tasks: (C + rows - 1) / rows, workers: wk) { t, _ in
@@ -172,6 +189,38 @@ extension UnetAttention {
                           C: yb + r0 * N + n16, ldc: N)
                 }
             }
+        }
+    }
+
+    /// Head h of `spatialLinearBatched` with kᵀ (AVX-512, dh a multiple of 16): q and v rows over all
+    /// columns, kᵀ_h = xnᵀ Wkᵀ_h (N × dh, `gemmTN`), the q softmax over features, per frame the k softmax
+    /// down kᵀ's columns (1/Σ deferred), ctxᵀ = v_f kᵀ_f scaled by column (`gemm32`), o_f = ctxᵀ q_f.
+    /// Replaces the row-segment softmax with horizontal reductions and the per-frame scalar transpose of k.
+    static func batchedHeadTransposedK(xn: P, qkv: P, o: P, local: P, wqkv: UnsafePointer<Float>, wkT: UnsafePointer<Float>,
+                                       channels C: Int, frames F: Int, positions Pn: Int, columns N: Int, stride Np: Int,
+                                       paddedPositions Pp: Int, heads: Int, head h: Int, dimHead dh: Int, scale: Float) {
+        let hidden = heads * dh
+        let ctx = local, kT = ctx + dh * dh, inv = kT + N * dh
+        let q = qkv + h * dh * Np, v = qkv + (2 * hidden + h * dh) * Np
+        UnetAttentionCore.gemm(M: dh, N: Np, K: C, a: wqkv + h * dh * C, lda: C, b: xn, ldb: Np, c: q, ldc: Np,
+                               groupStride: 16, accumulate: false)
+        UnetAttentionCore.gemm(M: dh, N: Np, K: C, a: wqkv + (2 * hidden + h * dh) * C, lda: C, b: xn, ldb: Np, c: v, ldc: Np,
+                               groupStride: 16, accumulate: false)
+        UnetAttentionCore.gemmTN(M: N, N: dh, K: C, a: xn, lda: Np, b: wkT + h * dh, ldb: hidden, c: kT, ldc: dh)
+        UnetAttentionBatchedCore.featureSoftmax(q: q, stride: Np, columns: Np, dimHead: dh, scale: scale)
+        for f in 0..<F {
+            let kf = kT + f * Pn * dh, invf = inv + f * dh
+            UnetAttentionCore.columnSoftmaxDeferred(k: kf, rows: Pn, stride: dh, groups: dh / 16, inverse: invf)
+            if dh == 32 {
+                UnetAttentionCore.gemm32(M: dh, K: Pn, a: v + f * Pn, lda: Np, b: kf, ldb: dh, c: ctx, ldc: dh)
+            } else {
+                UnetAttentionCore.gemm(M: dh, N: dh, K: Pn, a: v + f * Pn, lda: Np, b: kf, ldb: dh, c: ctx, ldc: dh,
+                                       groupStride: 16, accumulate: false)
+            }
+            scaleColumns(ctx, rows: dh, columns: dh, by: invf)
+            // Whole 16-lane groups: spills into the next frame's columns (written after) or the padding.
+            UnetAttentionCore.gemm(M: dh, N: Pp, K: dh, a: ctx, lda: dh, b: q + f * Pn, ldb: Np,
+                                   c: o + h * dh * Np + f * Pn, ldc: Np, groupStride: 16, accumulate: false)
         }
     }
 
@@ -194,7 +243,8 @@ extension UnetAttention {
         let computed = fold && folded == nil ? foldedOutputWeights(wqkv: wqkv, wout: wout, channels: C, heads: heads, dimHead: dh) : []
         let valueRows = fold ? C : dh, outK = heads * valueRows
         let wk = max(1, workers)
-        let perWorker = C * T + 3 * hidden * T + F * F * L + C * T
+        let perWorker = C * T + 3 * hidden * T + F * F * L + C * T + UnetAttentionCore.fusedHeadStats(frames: F)
+        let fused = avx && fusedPasses & fusedTemporal != 0 && dh % 8 == 0
         scratch.prepare(workers: 1, count: wk * perWorker + BT * outK * T)
         let base = scratch.blocks[0], ob = base + wk * perWorker
         let pairs = rotary.map { min($0.pairs, dh / 2) } ?? 0
@@ -219,7 +269,10 @@ extension UnetAttention {
                     let rows = (h1 - h0) * dh
                     for part in 0..<(fold ? 2 : 3) {
                         let r = part * hidden + h0 * dh
-                        if avx {
+                        if fused && part < 2 {
+                            projectRotated(wqkv: wqkv + r * C, rows: rows, channels: C, xn: xn, T: T, qk: qkv + r * T, dimHead: dh,
+                                           cos: cosP, sin: sinP, tablePairs: tablePairs, pairs: pairs)
+                        } else if avx {
                             UnetAttentionCore.gemm(M: rows, N: T, K: C, a: wqkv + r * C, lda: C, b: xn, ldb: T, c: qkv + r * T, ldc: T,
                                                    groupStride: L, accumulate: false)
                         } else {
@@ -227,8 +280,14 @@ extension UnetAttention {
                         }
                     }
                     let o = ob + bt * outK * T
+                    let stats = xn + C * T + 3 * hidden * T + F * F * L + C * T
                     for h in h0..<h1 {
-                        if avx {
+                        if fused {
+                            UnetAttentionCore.temporalHeadFused(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
+                                                                v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
+                                                                frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
+                                                                scale: scale, bias: bias.map { $0 + h * F * F }, s: s, stats: stats)
+                        } else if avx {
                             UnetAttentionCore.temporalHead(q: qkv + h * dh * T, k: qkv + (hidden + h * dh) * T,
                                                            v: fold ? xn : qkv + (2 * hidden + h * dh) * T,
                                                            frames: F, dimHead: dh, valueRows: valueRows, out: o + h * valueRows * T,
