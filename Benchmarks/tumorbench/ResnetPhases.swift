@@ -47,11 +47,34 @@ enum ResnetPhases {
                 })
             }
         }
+        sampler(unet, x: x, cond: cond, runs: runs)
         for (k, setting) in settings.enumerated() {
             times = perSetting[k]
             let label = spec == nil ? "" : " \(setting.0)=\(setting.1)"
             table(label: label, runs: runs, blocks: blocks, phaseOrder: phaseOrder, times: times)
         }
+    }
+
+    /// The DDIM sampler's work around one Unet call (`GaussianDiffusion.sampleDDIM`): the update arithmetic,
+    /// and inside the Unet call the condition concatenation of the init conv and the time embedding.
+    static func sampler(_ unet: Unet3D, x: Tensor, cond: Tensor, runs: Int) {
+        func medianMicros(_ body: () -> Void) -> Double {
+            body()
+            var v: [Double] = []
+            for _ in 0..<max(5, runs * 3) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body()
+                v.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e3)
+            }
+            return v.sorted()[v.count / 2]
+        }
+        var xs = x
+        let eps = cond.count >= x.count ? Tensor(shape: x.shape, data: Array(cond.scalars[0..<x.count])) : x
+        let update = medianMicros { GaussianDiffusion.ddimUpdate(&xs, eps: eps, alpha: 0.5, alphaPrev: 0.6) }
+        let concat = medianMicros { _ = Tensor.concat([x, cond], axis: 1) }
+        let embed = medianMicros { _ = unet.timeEmbedding([197]) }
+        print(String(format: "sampler around one Unet call (median µs): DDIM update %.0f, condition concat %.0f, time embedding %.0f",
+                     update, concat, embed))
     }
 
     static func table(label: String, runs: Int, blocks: [String], phaseOrder: [String], times: [String: [String: [Double]]]) {

@@ -51,12 +51,27 @@ public enum NetworkOps {
     /// costs ~10 µs of wake-up idle, more when the machine is loaded, against a few µs of work on the Unet's
     /// 6² and 3² levels). 0: always split (the previous code). The same floats either way (each
     /// (image, group) is one task whichever thread runs it). Knob `inline` of `tumorbench networks unet-ab`.
-    nonisolated(unsafe) public static var inlineBelow = 0
+    /// Default 100 000: the Unet's levels 2 and 3 and its middle (83k and 41k floats) run inline, levels
+    /// 0 and 1 (332k, 166k) stay split (session 5, `tumorbench networks resnet-phases --ab inline=0,100000`:
+    /// those norms 10–35% faster).
+    nonisolated(unsafe) public static var inlineBelow = 100_000
 
-    /// `KernelContext.parallelFor(count)`, or `body(0..<count)` on this thread when `elements` < `inlineBelow`.
+    /// Whether the passes above `inlineBelow` hand out their tasks (GroupNorm: one (image, group) each;
+    /// SiLU: 4096 floats each) one at a time to whichever worker is free (true), or as one contiguous
+    /// range per worker (false, default: the previous code). With ranges, a worker descheduled by
+    /// other load holds its whole half while the other waits. The same floats either way.
+    /// Knob `gtasks` of `tumorbench networks unet-ab`.
+    nonisolated(unsafe) public static var singleTasks = false
+
+    /// `KernelContext.parallelFor(count)` (or task by task with `singleTasks`), or `body(0..<count)` on this
+    /// thread when `elements` < `inlineBelow`.
     @inline(__always)
     static func parallelFor(_ count: Int, elements: Int, _ body: (Range<Int>) -> Void) {
         if elements < inlineBelow { if count > 0 { body(0..<count) }; return }
+        if singleTasks && KernelContext.threads > 1 && count > KernelContext.threads {
+            DispatchQueue.concurrentPerform(iterations: count) { i in body(i..<(i + 1)) }
+            return
+        }
         KernelContext.parallelFor(count, body)
     }
 

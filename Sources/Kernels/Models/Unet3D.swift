@@ -415,8 +415,10 @@ public final class Unet3D {
 
     /// Whether a step computes every ResnetBlock's time-MLP projection `Linear(SiLU(t))` at once, as one GEMM
     /// over the stacked weights (true, default), or each block its own SiLU copy and GEMM (false: the
-    /// previous code). The same dot products. Knob `tmlp` of `tumorbench networks unet-ab`.
-    nonisolated(unsafe) public static var batchedTimeMLP = true
+    /// previous code, default). The same dot products. Knob `tmlp` of `tumorbench networks unet-ab`. Measured
+    /// (session 5): all 18 blocks' projections took ~0.4 ms of a step either way (`resnet-phases`), step
+    /// ratio within noise; left off.
+    nonisolated(unsafe) public static var batchedTimeMLP = false
 
     /// How many convolutions ran concat-free so far in this process (for tests).
     nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
