@@ -7,7 +7,7 @@ import Stages
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
 /// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
 /// early-x2, medium-x2 (two concurrent single-threaded syntheses: throughput), unet-profile,
-/// unet-ab (--ab KNOB=V1,V2: interleaved A/B, UnetAB.swift), decode-profile, encode-profile,
+/// unet-ab (--ab KNOB=V1,V2: interleaved A/B, UnetAB.swift), resnet-phases (ResnetPhases.swift), decode-profile, encode-profile,
 /// early-profile, medium-profile, snap-variants. Options: --kernel-threads N, --blas-threads N,
 /// --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
@@ -84,7 +84,7 @@ enum NetworksBenchmark {
         // Default: the daemon's allocator setting (Stages.MallocTuning: freed 113 MB activations stay in the
         // heap for the next call); `--mmap` keeps glibc's default (every large block freshly mapped and page-faulted).
         var heapReuse = true
-        var abSpec = "plane=0,40"
+        var abSpec = "plane=0,40", abGiven = false
         var i = 0
         while i < args.count {
             switch args[i] {
@@ -93,7 +93,7 @@ enum NetworksBenchmark {
             case "--blas-threads": blasThreads = Int(args[i + 1]) ?? 1; i += 1
             case "--kernel-threads": kernelThreads = Int(args[i + 1]) ?? 1; i += 1
             case "--mmap": heapReuse = false
-            case "--ab": abSpec = args[i + 1]; i += 1
+            case "--ab": abSpec = args[i + 1]; abGiven = true; i += 1
             default: selected.append(args[i])
             }
             i += 1
@@ -200,6 +200,9 @@ enum NetworksBenchmark {
         }
         if selected.contains("unet-ab") {
             try UnetAB.run(engine.noearly!.denoiser, x: xT, cond: cond, spec: abSpec, rounds: runsOverride ?? 15)
+        }
+        if selected.contains("resnet-phases") {
+            try ResnetPhases.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 10, spec: abGiven ? abSpec : nil)
         }
         if selected.contains("unet-profile") {
             UnetProfile.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 5)

@@ -24,6 +24,9 @@ enum UnetAB {
         "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
         "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
         "dconv": { Unet3D.setConvolutionVariant($0) },   // bits: 1 shared pad columns, 2 12-row tiles, 4 vector rows, 8 pointer repack, 16 overlap, 32 concat-free skips
+        "inline": { NetworkOps.inlineBelow = $0 },   // GroupNorm/SiLU/add passes on the calling thread below this many floats (0: always split)
+        "gtasks": { NetworkOps.singleTasks = $0 != 0 },   // 1: GroupNorm/SiLU tasks handed out one at a time
+        "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 

@@ -78,4 +78,55 @@ final class UnetResnetOpsTests: XCTestCase {
             assertClose(after, before, rtol: 1e-4, atol: 1e-4, path)
         }
     }
+
+    /// Session 5 (resnet ops): the small passes run on the calling thread (`NetworkOps.inlineBelow`) give the
+    /// same floats as the split ones, and so do tasks handed out one at a time (`NetworkOps.singleTasks`); all blocks' time-MLP projections in one GEMM (`Unet3D.batchedTimeMLP`)
+    /// give the step of the per-block GEMMs within float reassociation; the phase-timed ResnetBlock path
+    /// (`Unet3D.phaseTap`) gives the same floats as the plain one and names every op.
+    func testInlinePassesBatchedTimeMLPAndPhaseTapAgree() throws {
+        let unet = try Unet3DGoldenTests.model.get()
+        var rng = SeededRandom(seed: 74)
+        let savedInline = NetworkOps.inlineBelow, savedBatched = Unet3D.batchedTimeMLP, savedSingle = NetworkOps.singleTasks
+        defer {
+            NetworkOps.inlineBelow = savedInline; NetworkOps.singleTasks = savedSingle
+            Unet3D.batchedTimeMLP = savedBatched; Unet3D.phaseTap = nil
+        }
+        forEachDispatch { path in
+            for shape in [[2, 16, 3, 5, 7], [1, 24, 4, 6, 6], [1, 24, 4, 16, 16]] {
+                let c = shape[1]
+                let x = rng.tensor(shape, scale: 3), r = rng.tensor(shape)
+                let w = rng.tensor([c]), b = rng.tensor([c])
+                let scale = rng.tensor([shape[0], c], scale: 0.3), shift = rng.tensor([shape[0], c], scale: 0.3)
+                var results: [[Float]] = []
+                for (limit, single) in [(0, false), (1 << 30, false), (0, true)] {
+                    NetworkOps.inlineBelow = limit
+                    NetworkOps.singleTasks = single
+                    var y = x
+                    NetworkOps.groupNorm(&y, groups: 8, eps: 1e-5, weight: w, bias: b, scale: scale, shift: shift, silu: true, residual: r)
+                    var s = x
+                    NetworkOps.silu(&s)
+                    var a = x
+                    let stats = NetworkOps.addReturningStatistics(&a, r, groups: 8)
+                    results.append(y.scalars + s.scalars + a.scalars + stats.mean.map(Float.init) + stats.variance.map(Float.init))
+                }
+                XCTAssertEqual(results[0], results[1], "\(path) \(shape): inline passes")
+                XCTAssertEqual(results[0], results[2], "\(path) \(shape): single tasks")
+            }
+            NetworkOps.inlineBelow = savedInline; NetworkOps.singleTasks = savedSingle
+            let xs = rng.tensor([2, 8, 8, 16, 16]), cond = rng.tensor([2, unet.architecture.inputChannels - 8, 8, 16, 16])
+            Unet3D.batchedTimeMLP = false
+            let perBlock = unet(xs, cond: cond, timesteps: [37, 180])
+            Unet3D.batchedTimeMLP = true
+            let batched = unet(xs, cond: cond, timesteps: [37, 180])
+            assertClose(batched, perBlock, rtol: 1e-4, atol: 1e-4, "\(path): batched time MLP")
+            XCTAssertNotEqual(Array(batched.scalars[0..<100]), Array(batched.scalars[8 * 8 * 256..<(8 * 8 * 256 + 100)]),
+                              "\(path): the two batch elements differ")
+            var names = Set<String>()
+            Unet3D.phaseTap = { names.insert($0) }
+            let tapped = unet(xs, cond: cond, timesteps: [37, 180])
+            Unet3D.phaseTap = nil
+            XCTAssertEqual(tapped.scalars, batched.scalars, "\(path): phase-timed path")
+            XCTAssertTrue(["mlp", "conv1", "norm1", "conv2", "res_conv"].allSatisfy(names.contains), "\(path): \(names)")
+        }
+    }
 }

@@ -76,19 +76,24 @@ public final class GaussianDiffusion {
             let t = ts[index]
             for b in times.indices { times[b] = Float(t) }
             let e = denoiser(x, cond: cond, timesteps: times)
-            let a = alphas[index], ap = prev[index]
-            let sqrtOneMinusA = (1 - a).squareRoot(), sqrtA = a.squareRoot()
-            let dirCoef = (1 - ap - 0).squareRoot(), sqrtAp = ap.squareRoot()
-            x.withUnsafeMutableBufferPointer { xp in
-                e.withUnsafeBufferPointer { ep in
-                    for i in 0..<xp.count {
-                        let x0 = (xp[i] - sqrtOneMinusA * ep[i]) / sqrtA
-                        xp[i] = sqrtAp * x0 + dirCoef * ep[i]
-                    }
-                }
-            }
+            GaussianDiffusion.ddimUpdate(&x, eps: e, alpha: alphas[index], alphaPrev: prev[index])
             step?(t, x)
         }
         return x
+    }
+
+    /// The DDIM (η = 0) update in place: x̂0 = (x − √(1−ᾱ)·ε)/√ᾱ, x ← √ᾱ_prev·x̂0 + √(1−ᾱ_prev)·ε.
+    public static func ddimUpdate(_ x: inout Tensor, eps e: Tensor, alpha a: Float, alphaPrev ap: Float) {
+        precondition(e.count == x.count, "DDIM step: denoiser output \(e.shape) for x \(x.shape)")
+        let sqrtOneMinusA = (1 - a).squareRoot(), sqrtA = a.squareRoot()
+        let dirCoef = (1 - ap - 0).squareRoot(), sqrtAp = ap.squareRoot()
+        x.withUnsafeMutableBufferPointer { xp in
+            e.withUnsafeBufferPointer { ep in
+                for i in 0..<xp.count {
+                    let x0 = (xp[i] - sqrtOneMinusA * ep[i]) / sqrtA
+                    xp[i] = sqrtAp * x0 + dirCoef * ep[i]
+                }
+            }
+        }
     }
 }

@@ -46,6 +46,35 @@ public enum NetworkOps {
 
     // MARK: - normalisation and activations
 
+    /// Tensors of fewer floats than this run their GroupNorm, statistics, residual-add and SiLU passes on
+    /// the calling thread instead of splitting them across the workers (`DispatchQueue.concurrentPerform`
+    /// costs ~10 µs of wake-up idle, more when the machine is loaded, against a few µs of work on the Unet's
+    /// 6² and 3² levels). 0: always split (the previous code). The same floats either way (each
+    /// (image, group) is one task whichever thread runs it). Knob `inline` of `tumorbench networks unet-ab`.
+    /// Default 100 000: the Unet's levels 2 and 3 and its middle (83k and 41k floats) run inline, levels
+    /// 0 and 1 (332k, 166k) stay split (session 5, `tumorbench networks resnet-phases --ab inline=0,100000`:
+    /// those norms 10–35% faster).
+    nonisolated(unsafe) public static var inlineBelow = 100_000
+
+    /// Whether the passes above `inlineBelow` hand out their tasks (GroupNorm: one (image, group) each;
+    /// SiLU: 4096 floats each) one at a time to whichever worker is free (true), or as one contiguous
+    /// range per worker (false, default: the previous code). With ranges, a worker descheduled by
+    /// other load holds its whole half while the other waits. The same floats either way.
+    /// Knob `gtasks` of `tumorbench networks unet-ab`.
+    nonisolated(unsafe) public static var singleTasks = false
+
+    /// `KernelContext.parallelFor(count)` (or task by task with `singleTasks`), or `body(0..<count)` on this
+    /// thread when `elements` < `inlineBelow`.
+    @inline(__always)
+    static func parallelFor(_ count: Int, elements: Int, _ body: (Range<Int>) -> Void) {
+        if elements < inlineBelow { if count > 0 { body(0..<count) }; return }
+        if singleTasks && KernelContext.threads > 1 && count > KernelContext.threads {
+            DispatchQueue.concurrentPerform(iterations: count) { i in body(i..<(i + 1)) }
+            return
+        }
+        KernelContext.parallelFor(count, body)
+    }
+
     /// Mean and biased variance of each (image, group) of an NC… tensor, accumulated in Double.
     public struct GroupStatistics {
         public var groups: Int
@@ -118,7 +147,7 @@ public enum NetworkOps {
             mean.withUnsafeMutableBufferPointer { mp in
                 variance.withUnsafeMutableBufferPointer { vp in
                     let base = xp.baseAddress!
-                    KernelContext.parallelFor(B * groups) { range in
+                    parallelFor(B * groups, elements: x.count) { range in
                         for job in range {
                             var m = Moments()
                             var i = 0
@@ -146,7 +175,7 @@ public enum NetworkOps {
                 mean.withUnsafeMutableBufferPointer { mp in
                     variance.withUnsafeMutableBufferPointer { vp in
                         let dst = ap.baseAddress!, src = bp.baseAddress!
-                        KernelContext.parallelFor(B * groups) { range in
+                        parallelFor(B * groups, elements: B * C * S) { range in
                             for job in range {
                                 var m = Moments()
                                 var i = 0
@@ -229,7 +258,7 @@ public enum NetworkOps {
         let sc = scale?.scalars, sh = shift?.scalars
         weight.withUnsafeBufferPointer { gp in
             bias.withUnsafeBufferPointer { bp in
-                KernelContext.parallelFor(B * groups) { range in
+                parallelFor(B * groups, elements: B * C * S) { range in
                     for bg in range {
                         let b = bg / groups, g = bg % groups
                         let offset = (b * C + g * cpg) * S
@@ -313,7 +342,7 @@ public enum NetworkOps {
     public static func silu(_ x: inout Tensor) {
         x.withUnsafeMutableBufferPointer { p in
             let base = p.baseAddress!, n = p.count
-            KernelContext.parallelFor(n / 4096 + 1) { r in
+            parallelFor(n / 4096 + 1, elements: n) { r in
                 let lo = r.lowerBound * 4096, hi = min(n, r.upperBound * 4096)
                 if hi > lo { affine(base + lo, base + lo, hi - lo, 1, 0, silu: true) }
             }

@@ -69,19 +69,39 @@ public final class Unet3D {
         }
     }
 
+    /// Every ResnetBlock's time-MLP output `Linear(SiLU(t))` for one step, from one GEMM over the blocks'
+    /// stacked weights (`Unet3D.batchedTimeMLP`): `values[b * total + block.mlpOffset + j]`.
+    struct TimeProjections {
+        let values: [Float], total: Int
+    }
+
     struct ResnetBlock {
         let mlp: Linear?, block1: Block, block2: Block, resConv: Conv?
         let cout: Int
-        init(_ sd: StateDict, _ p: String, cin: Int, cout: Int, timeDim: Int?) throws {
+        /// Where this block's 2·cout outputs sit in the stacked time-MLP weights (`Unet3D.mlpWeight`).
+        let mlpOffset: Int
+        init(_ sd: StateDict, _ p: String, cin: Int, cout: Int, timeDim: Int?, mlpOffset: Int = 0) throws {
             mlp = try timeDim.map { try Linear(sd, p + "mlp.1.", out: 2 * cout, in: $0) }
             block1 = try Block(sd, p + "block1.", cin: cin, cout: cout)
             block2 = try Block(sd, p + "block2.", cin: cout, cout: cout)
             resConv = cin != cout ? try Conv(sd, p + "res_conv.", shape: [cout, cin, 1, 1, 1]) : nil
             self.cout = cout
+            self.mlpOffset = mlpOffset
         }
-        /// `t` is the time embedding (B, timeDim).
-        func callAsFunction(_ x: Tensor, _ t: Tensor?) -> Tensor {
-            let (scale, shift) = scaleShift(t)
+        /// `t` is the time embedding (B, timeDim); `projected`, when given, holds this block's time-MLP output.
+        func callAsFunction(_ x: Tensor, _ t: Tensor?, _ projected: TimeProjections? = nil) -> Tensor {
+            if let tap = Unet3D.phaseTap {   // the same ops, timed one by one
+                let (scale, shift) = scaleShift(t, projected); tap("mlp")
+                var h = block1.proj(x); tap("conv1")
+                h = block1.normalized(h, scale: scale, shift: shift); tap("norm1")
+                let c2 = block2.proj(h); tap("conv2")
+                let r = resConv.map { $0(x) } ?? x; tap("res_conv")
+                if Unet3D.fuseResidualAdd { h = block2.normalized(c2, residual: r); tap("norm2+add"); return h }
+                h = block2.normalized(c2); tap("norm2")
+                h.add(r); tap("add")
+                return h
+            }
+            let (scale, shift) = scaleShift(t, projected)
             var h = block1(x, scale: scale, shift: shift)
             if Unet3D.fuseResidualAdd { return block2(h, residual: resConv.map { $0(x) } ?? x) }
             h = block2(h)
@@ -92,12 +112,13 @@ public final class Unet3D {
         /// The block on the channel concatenation [a, b] (the ups' skip connections): with
         /// `Unet3D.concatFreeSkips`, block1's convolution reads both inputs in place (direct kernels)
         /// and the 1×1 res_conv is two GEMMs, so the concatenation is never built.
-        func callAsFunction(_ a: Tensor, _ b: Tensor, _ t: Tensor?) -> Tensor {
+        func callAsFunction(_ a: Tensor, _ b: Tensor, _ t: Tensor?, _ projected: TimeProjections? = nil) -> Tensor {
             guard Unet3D.concatFreeSkips && Unet3D.pointwiseGEMM, let resConv, resConv.isPointwise,
                   let convolved = Unet3D.directConvolutionOfConcat(a, b, block1.proj) else {
-                return self(Tensor.concat([a, b], axis: 1), t)
+                if let tap = Unet3D.phaseTap { let c = Tensor.concat([a, b], axis: 1); tap("concat"); return self(c, t, projected) }
+                return self(Tensor.concat([a, b], axis: 1), t, projected)
             }
-            let (scale, shift) = scaleShift(t)
+            let (scale, shift) = scaleShift(t, projected)
             var h = block1.normalized(convolved, scale: scale, shift: shift)
             let residual = Unet3D.pointwiseOfConcat(a, b, weight: resConv.weight, bias: resConv.bias)
             if Unet3D.fuseResidualAdd { return block2(h, residual: residual) }
@@ -107,16 +128,22 @@ public final class Unet3D {
         }
 
         /// The time MLP's (1 + scale, shift) split, per batch element, or nils without a time embedding.
-        func scaleShift(_ t: Tensor?) -> (Tensor?, Tensor?) {
+        func scaleShift(_ t: Tensor?, _ projected: TimeProjections? = nil) -> (Tensor?, Tensor?) {
             var scale: Tensor? = nil, shift: Tensor? = nil
             if let mlp, let t {
-                var s = t
-                NetworkOps.silu(&s)
-                let ss = mlp(s).scalars
+                let ss: [Float], stride: Int, first: Int
+                if let projected {
+                    (ss, stride, first) = (projected.values, projected.total, mlpOffset)
+                } else {
+                    var s = t
+                    NetworkOps.silu(&s)
+                    (ss, stride, first) = (mlp(s).scalars, 2 * cout, 0)
+                }
                 let B = t.shape[0]
                 var sc = [Float](), sh = [Float]()
+                sc.reserveCapacity(B * cout); sh.reserveCapacity(B * cout)
                 for b in 0..<B {
-                    let base: Int = b * 2 * cout
+                    let base: Int = b * stride + first
                     for c in 0..<cout {
                         sc.append(ss[base + c])
                         sh.append(ss[base + cout + c])
@@ -232,6 +259,8 @@ public final class Unet3D {
     let downs: [Level], ups: [Level]
     let mid1: ResnetBlock, midSpatial: FullAttention, midTemporal: FullAttention, mid2: ResnetBlock
     let finalBlock: ResnetBlock, finalConv: Conv
+    /// The ResnetBlocks' time-MLP weights stacked (Σ 2·cout rows × timeDim) and biases, in `mlpOffset` order.
+    let mlpWeight: Tensor, mlpBias: Tensor
     /// `RelativePositionBias(max_distance=32)` as the Unet3D constructor sets it.
     public let maxDistance = 32
     /// Attention scratch memory, reused across forward passes (one per concurrent pass).
@@ -274,14 +303,21 @@ public final class Unet3D {
         timeLinear1 = try Linear(sd, "time_mlp.1.", out: td, in: a.dim)
         timeLinear2 = try Linear(sd, "time_mlp.3.", out: td, in: td)
         let dims = [initDim] + a.levelDims
+        var mlpRows: [Float] = [], mlpBiases: [Float] = []
+        func block(_ p: String, cin: Int, cout: Int) throws -> ResnetBlock {
+            let b = try ResnetBlock(sd, p, cin: cin, cout: cout, timeDim: td, mlpOffset: mlpBiases.count)
+            mlpRows += b.mlp!.weight.scalars
+            mlpBiases += b.mlp!.bias!.scalars
+            return b
+        }
         var downs: [Level] = []
         for i in 0..<a.levelDims.count {
             let (din, dout) = (dims[i], dims[i + 1])
             let p = "downs.\(i)."
             let last = i == a.levelDims.count - 1
             downs.append(Level(
-                block1: try ResnetBlock(sd, p + "0.", cin: din, cout: dout, timeDim: td),
-                block2: try ResnetBlock(sd, p + "1.", cin: dout, cout: dout, timeDim: td),
+                block1: try block(p + "0.", cin: din, cout: dout),
+                block2: try block(p + "1.", cin: dout, cout: dout),
                 spatial: try SpatialLinearAttention(sd, p + "2.", dim: dout, heads: h, dimHead: dh),
                 temporal: try FullAttention(sd, p + "3.", dim: dout, heads: h, dimHead: dh, temporal: true),
                 resample: last ? nil : try Conv(sd, p + "4.", shape: [dout, dout, 1, 4, 4], stride: [1, 2, 2], pad: [0, 1, 1]),
@@ -289,10 +325,10 @@ public final class Unet3D {
         }
         self.downs = downs
         let mid = dims.last!
-        mid1 = try ResnetBlock(sd, "mid_block1.", cin: mid, cout: mid, timeDim: td)
+        mid1 = try block("mid_block1.", cin: mid, cout: mid)
         midSpatial = try FullAttention(sd, "mid_spatial_attn.", dim: mid, heads: h, dimHead: dh, temporal: false)
         midTemporal = try FullAttention(sd, "mid_temporal_attn.", dim: mid, heads: h, dimHead: dh, temporal: true)
-        mid2 = try ResnetBlock(sd, "mid_block2.", cin: mid, cout: mid, timeDim: td)
+        mid2 = try block("mid_block2.", cin: mid, cout: mid)
         var ups: [Level] = []
         let pairs = Array(zip(dims.dropLast(), dims.dropFirst())).reversed()
         for (i, (din, dout)) in pairs.enumerated() {
@@ -303,14 +339,16 @@ public final class Unet3D {
                 up = (try sd.tensor(p + "4.weight", shape: [din, din, 1, 4, 4]), try sd.tensor(p + "4.bias", shape: [din]))
             }
             ups.append(Level(
-                block1: try ResnetBlock(sd, p + "0.", cin: dout * 2, cout: din, timeDim: td),
-                block2: try ResnetBlock(sd, p + "1.", cin: din, cout: din, timeDim: td),
+                block1: try block(p + "0.", cin: dout * 2, cout: din),
+                block2: try block(p + "1.", cin: din, cout: din),
                 spatial: try SpatialLinearAttention(sd, p + "2.", dim: din, heads: h, dimHead: dh),
                 temporal: try FullAttention(sd, p + "3.", dim: din, heads: h, dimHead: dh, temporal: true),
                 resample: nil, upsample: up))
         }
         self.ups = ups
         finalBlock = try ResnetBlock(sd, "final_conv.0.", cin: a.dim * 2, cout: a.dim, timeDim: nil)
+        mlpWeight = Tensor(shape: [mlpBiases.count, td], data: mlpRows)
+        mlpBias = Tensor(shape: [mlpBiases.count], data: mlpBiases)
         finalConv = try Conv(sd, "final_conv.1.", shape: [a.outputChannels, a.dim, 1, 1, 1])
     }
 
@@ -332,7 +370,19 @@ public final class Unet3D {
         return timeLinear2(h)
     }
 
+    /// `Linear(SiLU(t))` of every ResnetBlock at once: SiLU once, one GEMM (B × Σ 2·cout) on the stacked weights.
+    func timeProjections(_ t: Tensor) -> TimeProjections {
+        var s = t
+        NetworkOps.silu(&s)
+        return TimeProjections(values: s.linear(weight: mlpWeight, bias: mlpBias).scalars, total: mlpBias.count)
+    }
+
     public typealias Taps = (String, Tensor) -> Void
+
+    /// Profiling hook (nil: off): when set, ResnetBlocks run their ops one by one and call it after each
+    /// with the op's name ("mlp", "conv1", "norm1", "conv2", "res_conv", "norm2+add", "concat"), for
+    /// `tumorbench networks unet-profile --phases`. Not thread-safe: set it only around a step.
+    nonisolated(unsafe) public static var phaseTap: ((String) -> Void)? = nil
 
     /// Whether a step runs OpenBLAS single-threaded (default true when `KernelContext.threads` > 1):
     /// every GEMM of the step is then one-threaded inside the op workers (`NetworkOps.sgemm` splits its
@@ -362,6 +412,13 @@ public final class Unet3D {
     /// 41 steps per setting): the concatenation copies go (memmove −33 samples) but OpenBLAS packs the
     /// split res_conv GEMMs twice (+41 samples); `unet-ab dconv=15,47` ratios 0.993–1.027, median 1.006.
     nonisolated(unsafe) public static var concatFreeSkips = false
+
+    /// Whether a step computes every ResnetBlock's time-MLP projection `Linear(SiLU(t))` at once, as one GEMM
+    /// over the stacked weights (true, default), or each block its own SiLU copy and GEMM (false: the
+    /// previous code, default). The same dot products. Knob `tmlp` of `tumorbench networks unet-ab`. Measured
+    /// (session 5): all 18 blocks' projections took ~0.4 ms of a step either way (`resnet-phases`), step
+    /// ratio within noise; left off.
+    nonisolated(unsafe) public static var batchedTimeMLP = false
 
     /// How many convolutions ran concat-free so far in this process (for tests).
     nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
@@ -464,22 +521,23 @@ public final class Unet3D {
         taps?("init_temporal_attn", h)
         let t = timeEmbedding(timesteps)
         taps?("time_mlp", t)
+        let tp: TimeProjections? = Unet3D.batchedTimeMLP ? timeProjections(t) : nil
         var skips: [Tensor] = []
         for (i, level) in downs.enumerated() {
-            h = level.block1(h, t); taps?("downs.\(i).0", h)
-            h = level.block2(h, t); taps?("downs.\(i).1", h)
+            h = level.block1(h, t, tp); taps?("downs.\(i).0", h)
+            h = level.block2(h, t, tp); taps?("downs.\(i).1", h)
             h = level.spatial(h, scratch: scratch); taps?("downs.\(i).2", h)
             h = level.temporal(h, bias: bias, scratch: scratch); taps?("downs.\(i).3", h)
             skips.append(h)
             if let down = level.resample { h = down(h); taps?("downs.\(i).4", h) }
         }
-        h = mid1(h, t); taps?("mid_block1", h)
+        h = mid1(h, t, tp); taps?("mid_block1", h)
         h = midSpatial(h, bias: nil, scratch: scratch); taps?("mid_spatial_attn", h)
         h = midTemporal(h, bias: bias, scratch: scratch); taps?("mid_temporal_attn", h)
-        h = mid2(h, t); taps?("mid_block2", h)
+        h = mid2(h, t, tp); taps?("mid_block2", h)
         for (i, level) in ups.enumerated() {
-            h = level.block1(h, skips.removeLast(), t); taps?("ups.\(i).0", h)
-            h = level.block2(h, t); taps?("ups.\(i).1", h)
+            h = level.block1(h, skips.removeLast(), t, tp); taps?("ups.\(i).0", h)
+            h = level.block2(h, t, tp); taps?("ups.\(i).1", h)
             h = level.spatial(h, scratch: scratch); taps?("ups.\(i).2", h)
             h = level.temporal(h, bias: bias, scratch: scratch); taps?("ups.\(i).3", h)
             if let (w, b) = level.upsample {
