@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import KernelsAVX512
 
 /// `tumorbench kernels`: raw cblas_sgemm GFLOP/s, then the reference's heavy convolutions at real
 /// size, each as time, GFLOP/s (FLOP = 2·MAC, gather form) and ratio to the sgemm figure.
@@ -64,10 +65,15 @@ enum KernelsBenchmark {
         if let kb = Int(env["TUMORBENCH_TILE_KB"] ?? "") { KernelContext.im2colTileBytes = kb << 10 }
         if let kb = Int(env["TUMORBENCH_CHUNK_KB"] ?? "") { KernelContext.directChannelChunkBytes = kb << 10 }
         if let band = Int(env["TUMORBENCH_BAND"] ?? "") { KernelContext.directBandPositions = band }
+        // The whole-output im2col's AVX-512 panel GEMM: on/off, work split, K block (WholeIm2col).
+        if let v = Int(env["TUMORBENCH_PANEL"] ?? "") { WholeIm2col.panelGEMM = v != 0 }
+        if let v = Int(env["TUMORBENCH_PANEL_SPLIT"] ?? "") { WholeIm2col.panelSplit = v }
+        if let v = Int(env["TUMORBENCH_PANEL_KB"] ?? "") { WholeIm2col.panelKBlock = v }
         // TUMORBENCH_COMPARE=0: skip the timing of the portable GEMM path next to the AVX-512 one.
         let compare = KernelContext.useAVX512 && env["TUMORBENCH_COMPARE"] != "0"
         let avx512 = KernelContext.useAVX512
         let only = arguments.first
+        if only == "panel-micro" { panelMicro(); return }
         print("tumorbench kernels — threads \(threads), im2col tile \(KernelContext.im2colTileBytes >> 10) KiB per thread, OpenBLAS core \(BLASCoreType.current)")
         print("convolutions: " + (KernelContext.useAVX512
             ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB, band \(KernelContext.directBandPositions) positions) where they pay, else im2col + sgemm"
@@ -179,6 +185,13 @@ enum KernelsBenchmark {
             }
             // FLOP = 2·MAC in gather form: every output voxel × Cout × Cin·taps (taps of the sub-kernel for T).
             _ = body()
+            // TUMORBENCH_PROFILE=N: only run the case N times in a row (for `perf record`), no timing.
+            if let reps = Int(env["TUMORBENCH_PROFILE"] ?? "") {
+                let t0 = now()
+                for _ in 0..<reps { _ = body() }
+                print(String(format: "%@: %d runs, %.3f ms each", c.name as NSString, reps, (now() - t0) / Double(reps) * 1e3))
+                continue
+            }
             let outVox = outShape[2...].reduce(1, *)
             let cout = c.transposed ? c.weight[1] : c.weight[0]
             let cin = c.transposed ? c.weight[0] : c.weight[1]
@@ -233,6 +246,35 @@ enum KernelsBenchmark {
             summary.append((c.name, c.kind, rate / sqBest))
         }
         if only == nil || only == "all" || only == "pointwise" { pointwise() }
+    }
+
+    /// `tumorbench kernels panel-micro`: one thread, `PanelGEMM.multiply` on operands that stay in cache
+    /// (M=96, K=128, one to three 48-column panels) against single-threaded sgemm 1024³, interleaved.
+    static func panelMicro() {
+        KernelContext.threads = 1
+        let m = 96, k = Int(ProcessInfo.processInfo.environment["TUMORBENCH_PANEL_KB"] ?? "") ?? 128
+        for n in [48, 144, 216] {
+            let np = (n + 15) / 16 * 16
+            let a = (0..<(m * k)).map { Float($0 % 7) * 0.1 }, b = (0..<(np * k)).map { Float($0 % 5) * 0.1 }
+            var c = [Float](repeating: 0, count: m * n)
+            let reps = 2000
+            let square = SgemmProbe(m: 1024, n: 1024, k: 1024)
+            var best = Double.infinity, sq = 0.0
+            for _ in 0..<5 {
+                sq = max(sq, square.best(of: 2))
+                let t0 = now()
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    for _ in 0..<reps {
+                        PanelGEMM.multiply(rows: 0, m, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, columns: 0, np,
+                                           valid: n, c: cp.baseAddress!, ldc: n, bias: nil, kBlock: 0)
+                    }
+                }}}
+                best = min(best, (now() - t0) / Double(reps))
+            }
+            let g = 2 * Double(m * n * k) / best / 1e9
+            print(String(format: "panel M=%d N=%d K=%d: %.2f µs, %.1f GFLOP/s = %.0f%% of 1-thread sgemm 1024³ (%.1f)",
+                         m, n, k, best * 1e6, g, 100 * g / sq, sq))
+        }
     }
 
     /// Memory-bound ops on 32×96³ (113 MB) against a plain copy of the same tensor.

@@ -71,7 +71,8 @@ func naiveConvTranspose3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [
 
 /// Runs `body` once per convolution lowering: the portable tiled im2col + sgemm path, the
 /// whole-output im2col GEMM taken for every shape it can hold, and (on a CPU with AVX-512F) the direct
-/// AVX-512 kernels forced for every shape. Restores the settings after.
+/// AVX-512 kernels forced for every shape and the whole-output im2col on the AVX-512 panel GEMM (both
+/// work splits). Restores the settings after.
 func forEachConvolutionPath(_ body: (String) -> Void) {
     let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution, KernelContext.wholeIm2colMaxPlane)
     defer {
@@ -89,6 +90,18 @@ func forEachConvolutionPath(_ body: (String) -> Void) {
     KernelContext.useAVX512 = true
     KernelContext.forceDirectConvolution = true
     body("avx512")
+    // The whole-output im2col on the AVX-512 panel GEMM: split by columns with the default K blocks,
+    // and split by output-channel rows with K blocks of 7 (partial blocks, several per row).
+    KernelContext.forceDirectConvolution = false
+    KernelContext.wholeIm2colMaxPlane = Int.max
+    let panel = (WholeIm2col.panelGEMM, WholeIm2col.panelSplit, WholeIm2col.panelKBlock)
+    defer { WholeIm2col.panelGEMM = panel.0; WholeIm2col.panelSplit = panel.1; WholeIm2col.panelKBlock = panel.2 }
+    WholeIm2col.panelGEMM = true
+    WholeIm2col.panelSplit = 0
+    body("whole im2col avx512 columns")
+    WholeIm2col.panelSplit = 1
+    WholeIm2col.panelKBlock = 7
+    body("whole im2col avx512 rows k7")
 }
 
 final class ConvolutionTests: XCTestCase {
