@@ -69,6 +69,7 @@ enum KernelsBenchmark {
         if let v = Int(env["TUMORBENCH_PANEL"] ?? "") { WholeIm2col.panelGEMM = v != 0 }
         if let v = Int(env["TUMORBENCH_PANEL_SPLIT"] ?? "") { WholeIm2col.panelSplit = v }
         if let v = Int(env["TUMORBENCH_PANEL_KB"] ?? "") { WholeIm2col.panelKBlock = v }
+        if let v = Int(env["TUMORBENCH_MAXPLANE"] ?? "") { KernelContext.wholeIm2colMaxPlane = v }
         // TUMORBENCH_COMPARE=0: skip the timing of the portable GEMM path next to the AVX-512 one.
         let compare = KernelContext.useAVX512 && env["TUMORBENCH_COMPARE"] != "0"
         let avx512 = KernelContext.useAVX512

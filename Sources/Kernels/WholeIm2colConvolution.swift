@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import Foundation
 import KernelsAVX512
 
 /// Gather-form convolution over one im2col matrix of the whole output, for layers whose every plane
@@ -114,8 +115,10 @@ func wholeIm2colFloats(channels cin: Int, kernel: [Int], outputDims: (Int, Int, 
 public enum WholeIm2col {
     /// With `KernelContext.useAVX512`: multiply with our own AVX-512 GEMM (`PanelGEMM`, im2col built
     /// directly in 48-column panels, weights read as they are) instead of single-threaded OpenBLAS
-    /// `cblas_sgemm` per worker (false: the previous path, also the portable one).
-    nonisolated(unsafe) public static var panelGEMM = true
+    /// `cblas_sgemm` per worker (false: the previous path, also the portable one). The environment
+    /// variable `TUMORSTREAM_PANEL_GEMM=0` sets the initial value to false (whole-process comparisons,
+    /// e.g. `tumorbench trainer`).
+    nonisolated(unsafe) public static var panelGEMM = ProcessInfo.processInfo.environment["TUMORSTREAM_PANEL_GEMM"] != "0"
     /// How `PanelGEMM` splits the work between the workers: 0 (default) runs of output columns, each
     /// worker building its columns one K block at a time and multiplying them at once (no hand-off, the
     /// block stays in its L2); 1 output-channel rows (the workers build all panels together, then each
