@@ -75,6 +75,7 @@ enum KernelsBenchmark {
         let avx512 = KernelContext.useAVX512
         let only = arguments.first
         if only == "panel-micro" { panelMicro(); return }
+        if only == "pointwise-ab" { pointwiseAB(); return }
         print("tumorbench kernels — threads \(threads), im2col tile \(KernelContext.im2colTileBytes >> 10) KiB per thread, OpenBLAS core \(BLASCoreType.current)")
         print("convolutions: " + (KernelContext.useAVX512
             ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB, band \(KernelContext.directBandPositions) positions) where they pay, else im2col + sgemm"
@@ -275,6 +276,33 @@ enum KernelsBenchmark {
             let g = 2 * Double(m * n * k) / best / 1e9
             print(String(format: "panel M=%d N=%d K=%d: %.2f µs, %.1f GFLOP/s = %.0f%% of 1-thread sgemm 1024³ (%.1f)",
                          m, n, k, best * 1e6, g, 100 * g / sq, sq))
+        }
+    }
+
+    /// `tumorbench kernels pointwise-ab`: the Unet's 1×1 convolutions (`pointwiseConv3d`, the up-path
+    /// ResnetBlocks' res_conv) on `PanelGEMM` and on OpenBLAS, runs alternating; best and median of 20 each.
+    static func pointwiseAB() {
+        print("pointwiseConv3d, threads \(KernelContext.threads): PanelGEMM vs single-threaded OpenBLAS per worker (alternating runs)")
+        let saved = WholeIm2col.panelPointwise
+        defer { WholeIm2col.panelPointwise = saved }
+        for (cin, cout, d, h) in [(48, 24, 24, 24), (96, 48, 24, 12), (192, 96, 24, 6), (384, 192, 24, 3), (72, 24, 24, 24), (144, 48, 24, 12)] {
+            let x = random([1, cin, d, h, h], seed: 7), w = random([cout, cin, 1, 1, 1], seed: 8), b = random([cout], seed: 9)
+            var t: [[Double]] = [[], []]
+            for i in 0..<41 {
+                for v in [0, 1] {
+                    WholeIm2col.panelPointwise = v == 1
+                    let t0 = now()
+                    let y = x.pointwiseConv3d(weight: w, bias: b)
+                    let dt = now() - t0
+                    if i > 0 { t[v].append(dt) }
+                    _ = y[flat: 0]
+                }
+            }
+            let ratios = zip(t[1], t[0]).map { $0 / $1 }.sorted()
+            for v in [0, 1] { t[v].sort() }
+            let gflop = 2 * Double(cin * cout * d * h * h) / 1e9
+            print(String(format: "  %3d→%-3d @%d×%d²: OpenBLAS best %.3f ms median %.3f | panel best %.3f ms median %.3f (%.0f GFLOP/s) | median paired ratio panel/OpenBLAS %.2f",
+                         cin, cout, d, h, t[0][0] * 1e3, t[0][20] * 1e3, t[1][0] * 1e3, t[1][20] * 1e3, gflop / t[1][0], ratios[20]))
         }
     }
 

@@ -22,7 +22,7 @@ enum UnetAB {
         "shift": { WholeIm2col.shiftedRows = $0 != 0 },
         "fuseadd": { Unet3D.fuseResidualAdd = $0 != 0 },
         "pointwise": { Unet3D.pointwiseGEMM = $0 != 0 },
-        "panel": { WholeIm2col.panelGEMM = $0 != 0; if $0 > 0 { WholeIm2col.panelSplit = ($0 - 1) % 10; if $0 >= 10 { WholeIm2col.panelKBlock = $0 / 10 } } },   // 0 OpenBLAS; 1+S: split S; 10·kb+1+S: K blocks of kb too
+        "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 

@@ -119,6 +119,10 @@ public enum WholeIm2col {
     /// variable `TUMORSTREAM_PANEL_GEMM=0` sets the initial value to false (whole-process comparisons,
     /// e.g. `tumorbench trainer`).
     nonisolated(unsafe) public static var panelGEMM = ProcessInfo.processInfo.environment["TUMORSTREAM_PANEL_GEMM"] != "0"
+    /// With `KernelContext.useAVX512`: `Tensor.pointwiseConv3d` (1×1×1 convolutions) multiplies with
+    /// `PanelGEMM` too, reading the input in place (false: single-threaded OpenBLAS per worker).
+    /// `TUMORSTREAM_PANEL_GEMM=0` sets its initial value to false as well.
+    nonisolated(unsafe) public static var panelPointwise = ProcessInfo.processInfo.environment["TUMORSTREAM_PANEL_GEMM"] != "0"
     /// How `PanelGEMM` splits the work between the workers: 0 (default) runs of output columns, each
     /// worker building its columns one K block at a time and multiplying them at once (no hand-off, the
     /// block stays in its L2); 1 output-channel rows (the workers build all panels together, then each

@@ -122,14 +122,17 @@ public enum PanelGEMM {
     /// of 16); when the last panel holds fewer real columns than its width it is accumulated in `scratch`
     /// (`scratchFloats(rows:)`, kept between the blocks of one product) and copied into C after the `last` block.
     /// The first block (not `accumulate`) starts from the bias (or zero), the others from C.
+    /// With `ldb` > 0, B is an ordinary row-major matrix instead (row stride `ldb`, panel q at
+    /// `b + 48·q`, so `panelStride` 48): `width` must then be a multiple of 48 (no partial panel).
     public static func multiplyBlock(rows r0: Int, _ r1: Int, k klen: Int, a: CP, lda: Int, b: CP, panelStride: Int,
                                      firstRow: Int, columns width: Int, valid nValid: Int, c: P, ldc: Int,
-                                     bias: CP?, accumulate acc: Bool, scratch: P, last: Bool) {
+                                     bias: CP?, accumulate acc: Bool, scratch: P, last: Bool, ldb: Int = 0) {
         guard r1 > r0, width > 0 else { return }
         var q = 0, start = 0
         while start < width {
             let w = min(panelColumns, width - start)
-            let bp = b + panelStride * q + firstRow * w
+            let rowStride = ldb > 0 ? ldb : w
+            let bp = b + panelStride * q + firstRow * rowStride
             let toScratch = nValid - start < w
             let cbase: P, ld: Int
             if toScratch { cbase = scratch - r0 * panelColumns; ld = panelColumns } else { cbase = c + start; ld = ldc }
@@ -138,18 +141,18 @@ public enum PanelGEMM {
             while r + 8 <= r1 {
                 let ap = a + r * lda, cp = cbase + r * ld, bi = acc ? nil : bias.map { $0 + r }
                 switch groups {
-                case 3: tile8x3(ap, lda, bp, klen, cp, ld, bi, acc)
-                case 2: tile8x2(ap, lda, bp, klen, cp, ld, bi, acc)
-                default: tile8x1(ap, lda, bp, klen, cp, ld, bi, acc)
+                case 3: tile8x3(ap, lda, bp, rowStride, klen, cp, ld, bi, acc)
+                case 2: tile8x2(ap, lda, bp, rowStride, klen, cp, ld, bi, acc)
+                default: tile8x1(ap, lda, bp, rowStride, klen, cp, ld, bi, acc)
                 }
                 r += 8
             }
             while r < r1 {
                 let ap = a + r * lda, cp = cbase + r * ld, bi = acc ? nil : bias.map { $0 + r }
                 switch groups {
-                case 3: tile1x3(ap, bp, klen, cp, bi, acc)
-                case 2: tile1x2(ap, bp, klen, cp, bi, acc)
-                default: tile1x1(ap, bp, klen, cp, bi, acc)
+                case 3: tile1x3(ap, bp, rowStride, klen, cp, bi, acc)
+                case 2: tile1x2(ap, bp, rowStride, klen, cp, bi, acc)
+                default: tile1x1(ap, bp, rowStride, klen, cp, bi, acc)
                 }
                 r += 1
             }
@@ -171,7 +174,7 @@ public enum PanelGEMM {
     // Accumulators start from C (`acc`), else from the bias of their row (or zero).
 
     @inline(never)
-    static func tile8x3(_ a: CP, _ lda: Int, _ b: CP, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
+    static func tile8x3(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
         var o = c
         var c00 = initial(o, bias, 0, acc), c01 = initial(o + 16, bias, 0, acc), c02 = initial(o + 32, bias, 0, acc); o += ldc
         var c10 = initial(o, bias, 1, acc), c11 = initial(o + 16, bias, 1, acc), c12 = initial(o + 32, bias, 1, acc); o += ldc
@@ -195,7 +198,7 @@ public enum PanelGEMM {
             w = V16(repeating: p[l5]); c50.addProduct(w, b0); c51.addProduct(w, b1); c52.addProduct(w, b2)
             w = V16(repeating: p[2 * l3]); c60.addProduct(w, b0); c61.addProduct(w, b1); c62.addProduct(w, b2)
             w = V16(repeating: p[l7]); c70.addProduct(w, b0); c71.addProduct(w, b1); c72.addProduct(w, b2)
-            bp += 48; p += 1
+            bp += ldb; p += 1
         }
         o = c
         stv(o, c00); stv(o + 16, c01); stv(o + 32, c02); o += ldc
@@ -209,7 +212,7 @@ public enum PanelGEMM {
     }
 
     @inline(never)
-    static func tile8x2(_ a: CP, _ lda: Int, _ b: CP, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
+    static func tile8x2(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
         var o = c
         var c00 = initial(o, bias, 0, acc), c01 = initial(o + 16, bias, 0, acc); o += ldc
         var c10 = initial(o, bias, 1, acc), c11 = initial(o + 16, bias, 1, acc); o += ldc
@@ -231,7 +234,7 @@ public enum PanelGEMM {
             w = V16(repeating: a5[k]); c50.addProduct(w, b0); c51.addProduct(w, b1)
             w = V16(repeating: a6[k]); c60.addProduct(w, b0); c61.addProduct(w, b1)
             w = V16(repeating: a7[k]); c70.addProduct(w, b0); c71.addProduct(w, b1)
-            bp += 32
+            bp += ldb
         }
         o = c
         stv(o, c00); stv(o + 16, c01); o += ldc
@@ -245,7 +248,7 @@ public enum PanelGEMM {
     }
 
     @inline(never)
-    static func tile8x1(_ a: CP, _ lda: Int, _ b: CP, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
+    static func tile8x1(_ a: CP, _ lda: Int, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ ldc: Int, _ bias: CP?, _ acc: Bool) {
         var o = c
         var c0 = initial(o, bias, 0, acc); o += ldc
         var c1 = initial(o, bias, 1, acc); o += ldc
@@ -263,7 +266,7 @@ public enum PanelGEMM {
             c2.addProduct(V16(repeating: a2[k]), b0); c3.addProduct(V16(repeating: a3[k]), b0)
             c4.addProduct(V16(repeating: a4[k]), b0); c5.addProduct(V16(repeating: a5[k]), b0)
             c6.addProduct(V16(repeating: a6[k]), b0); c7.addProduct(V16(repeating: a7[k]), b0)
-            bp += 16
+            bp += ldb
         }
         o = c
         stv(o, c0); o += ldc; stv(o, c1); o += ldc; stv(o, c2); o += ldc; stv(o, c3); o += ldc
@@ -271,36 +274,36 @@ public enum PanelGEMM {
     }
 
     @inline(never)
-    static func tile1x3(_ a: CP, _ b: CP, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
+    static func tile1x3(_ a: CP, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
         var c0 = initial(c, bias, 0, acc), c1 = initial(c + 16, bias, 0, acc), c2 = initial(c + 32, bias, 0, acc)
         var bp = b
         for k in 0..<K {
             let w = V16(repeating: a[k])
             c0.addProduct(w, ldv(bp)); c1.addProduct(w, ldv(bp + 16)); c2.addProduct(w, ldv(bp + 32))
-            bp += 48
+            bp += ldb
         }
         stv(c, c0); stv(c + 16, c1); stv(c + 32, c2)
     }
 
     @inline(never)
-    static func tile1x2(_ a: CP, _ b: CP, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
+    static func tile1x2(_ a: CP, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
         var c0 = initial(c, bias, 0, acc), c1 = initial(c + 16, bias, 0, acc)
         var bp = b
         for k in 0..<K {
             let w = V16(repeating: a[k])
             c0.addProduct(w, ldv(bp)); c1.addProduct(w, ldv(bp + 16))
-            bp += 32
+            bp += ldb
         }
         stv(c, c0); stv(c + 16, c1)
     }
 
     @inline(never)
-    static func tile1x1(_ a: CP, _ b: CP, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
+    static func tile1x1(_ a: CP, _ b: CP, _ ldb: Int, _ K: Int, _ c: P, _ bias: CP?, _ acc: Bool) {
         var c0 = initial(c, bias, 0, acc)
         var bp = b
         for k in 0..<K {
             c0.addProduct(V16(repeating: a[k]), ldv(bp))
-            bp += 16
+            bp += ldb
         }
         stv(c, c0)
     }

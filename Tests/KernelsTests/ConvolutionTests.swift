@@ -262,6 +262,31 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// `pointwiseConv3d` on the AVX-512 panel GEMM (whole 48-column panels read in place, the leftover
+    /// columns copied into a padded panel) against the naive definition, with K blocks of 7 (several
+    /// partial blocks), runs per worker with and without leftovers, 8-row tiles and single rows.
+    func testPointwisePanelGEMMMatchesNaive() throws {
+        try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
+        let saved = (KernelContext.useAVX512, WholeIm2col.panelPointwise, WholeIm2col.panelKBlock)
+        defer { KernelContext.useAVX512 = saved.0; WholeIm2col.panelPointwise = saved.1; WholeIm2col.panelKBlock = saved.2 }
+        KernelContext.useAVX512 = true
+        var rng = SeededRandom(seed: 45)
+        for (cin, cout, size, hasBias) in [(20, 11, [3, 13, 17], true), (9, 16, [2, 24, 24], false), (3, 17, [1, 5, 7], true)] {
+            let x = rng.tensor([2, cin] + size)
+            let w = rng.tensor([cout, cin, 1, 1, 1], scale: 0.5)
+            let bias = hasBias ? rng.tensor([cout]) : nil
+            let e = naiveConv3d(x, w, bias, stride: [1, 1, 1], front: [0, 0, 0], back: [0, 0, 0], replicate: false, groups: 1)
+            for kb in [7, 0] {
+                WholeIm2col.panelPointwise = true
+                WholeIm2col.panelKBlock = kb
+                let y = x.pointwiseConv3d(weight: w, bias: bias)
+                assertClose(y, e, rtol: 1e-4, atol: 1e-4, "panel kb \(kb) \(cin)→\(cout) \(size)")
+            }
+            WholeIm2col.panelPointwise = false
+            assertClose(x.pointwiseConv3d(weight: w, bias: bias), e, rtol: 1e-4, atol: 1e-4, "OpenBLAS \(cin)→\(cout) \(size)")
+        }
+    }
+
     func testSamePaddingMatchesReferenceSamePadConv3d() {
         forEachConvolutionPath { path in
             // SamePadConv3d: total k − s, front = ceil(total/2) (F.pad's first element is p//2 + p%2).
