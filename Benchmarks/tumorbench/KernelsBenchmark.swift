@@ -233,8 +233,10 @@ enum KernelsBenchmark {
                 let takesDirect = c.transposed
                     ? x.padded(c.padding).convTranspose3dTakesDirectPath(weight: w, stride: c.stride, padding: c.tPadding)
                     : x.conv3dTakesDirectPath(weight: w, stride: c.stride, padding: c.padding)
+                // The default path (best ms) against the other one: forced direct, or the portable GEMM
+                // lowering (the OpenBLAS whole-output im2col for tiny planes).
                 gemmNote = String(format: "  [direct %.1f ms, gemm %.1f ms, takes %@, %@; gemm/best %.2f×]", d * 1e3, g * 1e3,
-                                  takesDirect ? "direct" : "gemm", (takesDirect ? d <= g : g <= d) ? "faster" : "SLOWER",
+                                  takesDirect ? "direct" : "gemm", times[0] <= (takesDirect ? g : d) ? "faster" : "SLOWER",
                                   g / times[0])
             }
             let rate = gflop / times[0]

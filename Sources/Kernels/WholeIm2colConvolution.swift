@@ -248,7 +248,9 @@ private func panelConvolution(input x: UnsafePointer<Float>, channels cin: Int, 
         // time (the block stays in its L2) and multiplies it into its columns of C.
         let kb = kBlock > 0 ? min(kBlock, k) : k
         let work = { (wk: Int) in
-            let c0 = n * wk / workers / 16 * 16, c1 = wk == workers - 1 ? n : n * (wk + 1) / workers / 16 * 16
+            // Boundaries at the nearest multiple of 16 (216 columns: 112 + 104, each 2 panels and a 16-column one).
+            let c0 = min(n, (n * wk / workers + 8) / 16 * 16)
+            let c1 = wk == workers - 1 ? n : min(n, (n * (wk + 1) / workers + 8) / 16 * 16)
             guard c1 > c0 else { return }
             let width = (c1 - c0 + 15) / 16 * 16
             let block = UnsafeMutableRawPointer.allocate(byteCount: 4 * kb * width, alignment: 64)
