@@ -158,6 +158,14 @@ enum KernelsBenchmark {
                      stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
             ConvCase(name: "unet up convT (1,4,4) 24→24 @24×12²→24²", input: [1, 24, 24, 12, 12], weight: [24, 24, 1, 4, 4],
                      stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
+            // The segmentation trainer's deepest level (6³ planes: the whole-output im2col); its input
+            // gradient is the transposed convolution of the same shape.
+            ConvCase(name: "trainer conv3 128→256 @6³", input: [1, 128, 6, 6, 6], weight: [256, 128, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([1, 1, 1]), kind: "3^3"),
+            ConvCase(name: "trainer conv3 256→256 @6³", input: [1, 256, 6, 6, 6], weight: [256, 256, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([1, 1, 1]), kind: "3^3"),
+            ConvCase(name: "trainer convT3 256→256 @6³", input: [1, 256, 6, 6, 6], weight: [256, 256, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .none, transposed: true, tPadding: [1, 1, 1], kind: "T"),
             ConvCase(name: "1×1 conv 64→8 @24³ (pre_vq)", input: [1, 64, 24, 24, 24], weight: [8, 64, 1, 1, 1],
                      stride: [1, 1, 1], padding: .none, kind: "other"),
         ]

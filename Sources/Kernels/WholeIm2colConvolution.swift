@@ -205,7 +205,7 @@ private func panelConvolution(input x: UnsafePointer<Float>, channels cin: Int, 
         for co in 0..<cout { (output + co * n).update(repeating: bias?[co] ?? 0, count: n) }
         return
     }
-    let shifts = WholeIm2col.shiftedRows ? planeShifts(planeIndex, taps: planeTaps, planeOut: planeOut, inputPlane: h * w,
+    var shifts = WholeIm2col.shiftedRows ? planeShifts(planeIndex, taps: planeTaps, planeOut: planeOut, inputPlane: h * w,
                                                        dd: dd, inputD: inputDims.0, maskStride: nPad) : nil
     // General form: input offset within the channel of tap t at column j, −1 for a zero (and past n).
     var index: [Int32] = []
@@ -222,6 +222,25 @@ private func panelConvolution(input x: UnsafePointer<Float>, channels cin: Int, 
                 }
             }
         }
+    }
+    // Zero-padded stride-1 layers with D taps too (the trainer's 3³ convolutions on 6³): when every tap
+    // reads the channel at a constant offset from the output index wherever it does not read a zero,
+    // its rows are masked shifted copies as well.
+    if shifts == nil && WholeIm2col.shiftedRows {
+        var delta = [Int](repeating: 0, count: taps), masks = [UInt32](repeating: 0, count: taps * nPad)
+        var isShift = true
+        tapLoop: for t in 0..<taps {
+            var d: Int? = nil
+            for j in 0..<n {
+                let i = Int(index[t * nPad + j])
+                guard i >= 0 else { continue }
+                if let d, d != i - j { isShift = false; break tapLoop }
+                d = i - j
+                masks[t * nPad + j] = 0xFFFF_FFFF
+            }
+            delta[t] = d ?? 0
+        }
+        if isShift { shifts = (delta, masks, []) }
     }
     // Rows [k0, k1) of B's columns [c0, c1) into panels at `dst` (panel q at dst + panelStride·q, row kr at (kr − firstRow)·width).
     let pack = { (k0: Int, k1: Int, c0: Int, c1: Int, dst: UnsafeMutablePointer<Float>, panelStride: Int, firstRow: Int) in
