@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import KernelsAVX512
 
 /// `tumorbench kernels`: raw cblas_sgemm GFLOP/s, then the reference's heavy convolutions at real
 /// size, each as time, GFLOP/s (FLOP = 2·MAC, gather form) and ratio to the sgemm figure.
@@ -64,10 +65,17 @@ enum KernelsBenchmark {
         if let kb = Int(env["TUMORBENCH_TILE_KB"] ?? "") { KernelContext.im2colTileBytes = kb << 10 }
         if let kb = Int(env["TUMORBENCH_CHUNK_KB"] ?? "") { KernelContext.directChannelChunkBytes = kb << 10 }
         if let band = Int(env["TUMORBENCH_BAND"] ?? "") { KernelContext.directBandPositions = band }
+        // The whole-output im2col's AVX-512 panel GEMM: on/off, work split, K block (WholeIm2col).
+        if let v = Int(env["TUMORBENCH_PANEL"] ?? "") { WholeIm2col.panelGEMM = v != 0 }
+        if let v = Int(env["TUMORBENCH_PANEL_SPLIT"] ?? "") { WholeIm2col.panelSplit = v }
+        if let v = Int(env["TUMORBENCH_PANEL_KB"] ?? "") { WholeIm2col.panelKBlock = v }
+        if let v = Int(env["TUMORBENCH_MAXPLANE"] ?? "") { KernelContext.wholeIm2colMaxPlane = v }
         // TUMORBENCH_COMPARE=0: skip the timing of the portable GEMM path next to the AVX-512 one.
         let compare = KernelContext.useAVX512 && env["TUMORBENCH_COMPARE"] != "0"
         let avx512 = KernelContext.useAVX512
         let only = arguments.first
+        if only == "panel-micro" { panelMicro(); return }
+        if only == "pointwise-ab" { pointwiseAB(); return }
         print("tumorbench kernels — threads \(threads), im2col tile \(KernelContext.im2colTileBytes >> 10) KiB per thread, OpenBLAS core \(BLASCoreType.current)")
         print("convolutions: " + (KernelContext.useAVX512
             ? "AVX-512 direct kernels (channel chunk \(KernelContext.directChannelChunkBytes >> 10) KiB, band \(KernelContext.directBandPositions) positions) where they pay, else im2col + sgemm"
@@ -150,6 +158,14 @@ enum KernelsBenchmark {
                      stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
             ConvCase(name: "unet up convT (1,4,4) 24→24 @24×12²→24²", input: [1, 24, 24, 12, 12], weight: [24, 24, 1, 4, 4],
                      stride: [1, 2, 2], padding: .none, transposed: true, tPadding: [0, 1, 1], kind: "T"),
+            // The segmentation trainer's deepest level (6³ planes: the whole-output im2col); its input
+            // gradient is the transposed convolution of the same shape.
+            ConvCase(name: "trainer conv3 128→256 @6³", input: [1, 128, 6, 6, 6], weight: [256, 128, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([1, 1, 1]), kind: "3^3"),
+            ConvCase(name: "trainer conv3 256→256 @6³", input: [1, 256, 6, 6, 6], weight: [256, 256, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .symmetric([1, 1, 1]), kind: "3^3"),
+            ConvCase(name: "trainer convT3 256→256 @6³", input: [1, 256, 6, 6, 6], weight: [256, 256, 3, 3, 3],
+                     stride: [1, 1, 1], padding: .none, transposed: true, tPadding: [1, 1, 1], kind: "T"),
             ConvCase(name: "1×1 conv 64→8 @24³ (pre_vq)", input: [1, 64, 24, 24, 24], weight: [8, 64, 1, 1, 1],
                      stride: [1, 1, 1], padding: .none, kind: "other"),
         ]
@@ -179,6 +195,13 @@ enum KernelsBenchmark {
             }
             // FLOP = 2·MAC in gather form: every output voxel × Cout × Cin·taps (taps of the sub-kernel for T).
             _ = body()
+            // TUMORBENCH_PROFILE=N: only run the case N times in a row (for `perf record`), no timing.
+            if let reps = Int(env["TUMORBENCH_PROFILE"] ?? "") {
+                let t0 = now()
+                for _ in 0..<reps { _ = body() }
+                print(String(format: "%@: %d runs, %.3f ms each", c.name as NSString, reps, (now() - t0) / Double(reps) * 1e3))
+                continue
+            }
             let outVox = outShape[2...].reduce(1, *)
             let cout = c.transposed ? c.weight[1] : c.weight[0]
             let cin = c.transposed ? c.weight[0] : c.weight[1]
@@ -218,8 +241,10 @@ enum KernelsBenchmark {
                 let takesDirect = c.transposed
                     ? x.padded(c.padding).convTranspose3dTakesDirectPath(weight: w, stride: c.stride, padding: c.tPadding)
                     : x.conv3dTakesDirectPath(weight: w, stride: c.stride, padding: c.padding)
+                // The default path (best ms) against the other one: forced direct, or the portable GEMM
+                // lowering (the OpenBLAS whole-output im2col for tiny planes).
                 gemmNote = String(format: "  [direct %.1f ms, gemm %.1f ms, takes %@, %@; gemm/best %.2f×]", d * 1e3, g * 1e3,
-                                  takesDirect ? "direct" : "gemm", (takesDirect ? d <= g : g <= d) ? "faster" : "SLOWER",
+                                  takesDirect ? "direct" : "gemm", times[0] <= (takesDirect ? g : d) ? "faster" : "SLOWER",
                                   g / times[0])
             }
             let rate = gflop / times[0]
@@ -233,6 +258,62 @@ enum KernelsBenchmark {
             summary.append((c.name, c.kind, rate / sqBest))
         }
         if only == nil || only == "all" || only == "pointwise" { pointwise() }
+    }
+
+    /// `tumorbench kernels panel-micro`: one thread, `PanelGEMM.multiply` on operands that stay in cache
+    /// (M=96, K=128, one to three 48-column panels) against single-threaded sgemm 1024³, interleaved.
+    static func panelMicro() {
+        KernelContext.threads = 1
+        let m = 96, k = Int(ProcessInfo.processInfo.environment["TUMORBENCH_PANEL_KB"] ?? "") ?? 128
+        for n in [48, 144, 216] {
+            let np = (n + 15) / 16 * 16
+            let a = (0..<(m * k)).map { Float($0 % 7) * 0.1 }, b = (0..<(np * k)).map { Float($0 % 5) * 0.1 }
+            var c = [Float](repeating: 0, count: m * n)
+            let reps = 2000
+            let square = SgemmProbe(m: 1024, n: 1024, k: 1024)
+            var best = Double.infinity, sq = 0.0
+            for _ in 0..<5 {
+                sq = max(sq, square.best(of: 2))
+                let t0 = now()
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    for _ in 0..<reps {
+                        PanelGEMM.multiply(rows: 0, m, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, columns: 0, np,
+                                           valid: n, c: cp.baseAddress!, ldc: n, bias: nil, kBlock: 0)
+                    }
+                }}}
+                best = min(best, (now() - t0) / Double(reps))
+            }
+            let g = 2 * Double(m * n * k) / best / 1e9
+            print(String(format: "panel M=%d N=%d K=%d: %.2f µs, %.1f GFLOP/s = %.0f%% of 1-thread sgemm 1024³ (%.1f)",
+                         m, n, k, best * 1e6, g, 100 * g / sq, sq))
+        }
+    }
+
+    /// `tumorbench kernels pointwise-ab`: the Unet's 1×1 convolutions (`pointwiseConv3d`, the up-path
+    /// ResnetBlocks' res_conv) on `PanelGEMM` and on OpenBLAS, runs alternating; best and median of 20 each.
+    static func pointwiseAB() {
+        print("pointwiseConv3d, threads \(KernelContext.threads): PanelGEMM vs single-threaded OpenBLAS per worker (alternating runs)")
+        let saved = WholeIm2col.panelPointwise
+        defer { WholeIm2col.panelPointwise = saved }
+        for (cin, cout, d, h) in [(48, 24, 24, 24), (96, 48, 24, 12), (192, 96, 24, 6), (384, 192, 24, 3), (72, 24, 24, 24), (144, 48, 24, 12)] {
+            let x = random([1, cin, d, h, h], seed: 7), w = random([cout, cin, 1, 1, 1], seed: 8), b = random([cout], seed: 9)
+            var t: [[Double]] = [[], []]
+            for i in 0..<41 {
+                for v in [0, 1] {
+                    WholeIm2col.panelPointwise = v == 1
+                    let t0 = now()
+                    let y = x.pointwiseConv3d(weight: w, bias: b)
+                    let dt = now() - t0
+                    if i > 0 { t[v].append(dt) }
+                    _ = y[flat: 0]
+                }
+            }
+            let ratios = zip(t[1], t[0]).map { $0 / $1 }.sorted()
+            for v in [0, 1] { t[v].sort() }
+            let gflop = 2 * Double(cin * cout * d * h * h) / 1e9
+            print(String(format: "  %3d→%-3d @%d×%d²: OpenBLAS best %.3f ms median %.3f | panel best %.3f ms median %.3f (%.0f GFLOP/s) | median paired ratio panel/OpenBLAS %.2f",
+                         cin, cout, d, h, t[0][0] * 1e3, t[0][20] * 1e3, t[1][0] * 1e3, t[1][20] * 1e3, gflop / t[1][0], ratios[20]))
+        }
     }
 
     /// Memory-bound ops on 32×96³ (113 MB) against a plain copy of the same tensor.

@@ -1,5 +1,6 @@
 import COpenBLAS
 import Dispatch
+import KernelsAVX512
 
 extension Tensor {
     /// A 1×1×1 convolution with stride 1 and no padding (`weight` [Cout, Cin, 1, 1, 1], `bias` [Cout] or
@@ -19,6 +20,21 @@ extension Tensor {
         // Runs of at least ~256 columns per worker, 16-float aligned.
         let workers = max(1, min(KernelContext.threads, s / 256))
         let chunk = ((s + workers - 1) / workers + 15) / 16 * 16
+        if KernelContext.useAVX512 && WholeIm2col.panelPointwise && cin > 0 {
+            withPointer { x in weight.withPointer { w in out.withMutablePointer { y in
+                let bp = bias?.withPointer { $0 }   // bias outlives this scope (held by the caller)
+                let work = { (worker: Int) in
+                    let c0 = worker * chunk, c1 = min(s, c0 + chunk)
+                    guard c1 > c0 else { return }
+                    for b in 0..<n {
+                        Tensor.pointwisePanel(x: x + b * cin * s, cin: cin, s: s, w: w, cout: cout, bias: bp,
+                                              y: y + b * cout * s, columns: c0, c1)
+                    }
+                }
+                if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+            }}}
+            return out
+        }
         let saved = BLASThreads.count
         if workers > 1 && saved != 1 { BLASThreads.count = 1 }
         defer { if workers > 1 && saved != 1 { BLASThreads.count = saved } }
@@ -41,5 +57,37 @@ extension Tensor {
             if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
         }}}
         return out
+    }
+
+    /// Columns [c0, c1) of Y (cout × s) = W (cout × cin) · X (cin × s) + bias on `PanelGEMM`: whole
+    /// 48-column panels read X in place (row stride s), the columns left over are copied (zero-padded to
+    /// 16) into a small panel per K block; K in blocks of `WholeIm2col.panelKBlock`.
+    static func pointwisePanel(x: UnsafePointer<Float>, cin: Int, s: Int, w: UnsafePointer<Float>, cout: Int,
+                               bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, columns c0: Int, _ c1: Int) {
+        let cols = c1 - c0, full = cols / 48 * 48, tail = cols - full, tailWidth = (tail + 15) / 16 * 16
+        let kb = WholeIm2col.panelKBlock > 0 ? min(WholeIm2col.panelKBlock, cin) : cin
+        let tailB = UnsafeMutablePointer<Float>.allocate(capacity: max(16, kb * tailWidth))
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PanelGEMM.scratchFloats(rows: cout))
+        defer { tailB.deallocate(); scratch.deallocate() }
+        var k0 = 0
+        while k0 < cin {
+            let klen = min(kb, cin - k0), last = k0 + klen == cin
+            if full > 0 {
+                PanelGEMM.multiplyBlock(rows: 0, cout, k: klen, a: w + k0, lda: cin, b: x + c0, panelStride: PanelGEMM.panelColumns,
+                                        firstRow: k0, columns: full, valid: full, c: y + c0, ldc: s, bias: bias,
+                                        accumulate: k0 > 0, scratch: scratch, last: last, ldb: s)
+            }
+            if tail > 0 {
+                for r in 0..<klen {
+                    let dst = tailB + r * tailWidth
+                    dst.update(from: x + (k0 + r) * s + c0 + full, count: tail)
+                    (dst + tail).update(repeating: 0, count: tailWidth - tail)
+                }
+                PanelGEMM.multiplyBlock(rows: 0, cout, k: klen, a: w + k0, lda: cin, b: tailB,
+                                        panelStride: klen * PanelGEMM.panelColumns, firstRow: 0, columns: tailWidth, valid: tail,
+                                        c: y + c0 + full, ldc: s, bias: bias, accumulate: k0 > 0, scratch: scratch, last: last)
+            }
+            k0 += klen
+        }
     }
 }

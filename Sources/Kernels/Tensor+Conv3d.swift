@@ -268,32 +268,48 @@ extension Tensor {
                                                  bias: [Float]?, output y: UnsafeMutablePointer<Float>, outSizes: [Int]) {
         let kVol = kernel.reduce(1, *)
         let outPlane = outSizes[1] * outSizes[2]
+        var phases: [[GatherDim]] = []
         for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
             let phase = [pd, ph, pw]
-            let dims = (0..<3).map {
+            phases.append((0..<3).map {
                 GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
                                           stride: stride[$0], padding: padding[$0], phase: phase[$0])
+            })
+        }}}
+        // Every phase's weights in one pass over `w` in its own order: A_p[co, (ci, jd, jh, jw)] =
+        // w[ci, co, pd + sD·jd, ph + sH·jh, pw + sW·jw] (kernel tap (kd, kh, kw) belongs to phase
+        // (kd mod sD, kh mod sH, kw mod sW) at (kd / sD, kh / sH, kw / sW)).
+        let phaseTaps = phases.map { $0[0].taps * $0[1].taps * $0[2].taps }
+        var phaseOffset = [Int](repeating: 0, count: phases.count + 1)
+        for p in 0..<phases.count { phaseOffset[p + 1] = phaseOffset[p] + cout * cin * phaseTaps[p] }
+        let aAll = UnsafeMutablePointer<Float>.allocate(capacity: max(1, phaseOffset[phases.count]))
+        defer { aAll.deallocate() }
+        var tapPhase = [Int](repeating: 0, count: kVol), tapPosition = [Int](repeating: 0, count: kVol)
+        for kd in 0..<kernel[0] { for kh in 0..<kernel[1] { for kw in 0..<kernel[2] {
+            let t = (kd * kernel[1] + kh) * kernel[2] + kw
+            let p = ((kd % stride[0]) * stride[1] + kh % stride[1]) * stride[2] + kw % stride[2]
+            tapPhase[t] = p
+            tapPosition[t] = ((kd / stride[0]) * phases[p][1].taps + kh / stride[1]) * phases[p][2].taps + kw / stride[2]
+        }}}
+        for ci in 0..<cin { for co in 0..<cout {
+            let src = w + (ci * weightOutChannels + co) * kVol
+            for t in 0..<kVol {
+                let p = tapPhase[t]
+                aAll[phaseOffset[p] + (co * cin + ci) * phaseTaps[p] + tapPosition[t]] = src[t]
             }
+        }}
+        for (pi, dims) in phases.enumerated() {
             let n = dims[0].count * dims[1].count * dims[2].count
             guard n > 0 else { continue }
-            let (tD, tH, tW) = (dims[0].taps, dims[1].taps, dims[2].taps)
-            let taps = tD * tH * tW
-            // A[co, (ci, jd, jh, jw)] = w[ci, co, pd + sD·jd, ph + sH·jh, pw + sW·jw].
-            var a = [Float](repeating: 0, count: max(1, cout * cin * taps))
-            for co in 0..<cout { for ci in 0..<cin { for jd in 0..<tD { for jh in 0..<tH { for jw in 0..<tW {
-                let kd = pd + stride[0] * jd, kh = ph + stride[1] * jh, kw = pw + stride[2] * jw
-                let src: Int = (ci * weightOutChannels + co) * kVol + (kd * kernel[1] + kh) * kernel[2] + kw
-                a[(co * cin + ci) * taps + (jd * tH + jh) * tW + jw] = w[src]
-            }}}}}
+            let taps = phaseTaps[pi]
+            let a = aAll + phaseOffset[pi]
             let result = UnsafeMutablePointer<Float>.allocate(capacity: cout * n)
             defer { result.deallocate() }
             if taps == 0 || cin == 0 {
                 result.update(repeating: 0, count: cout * n)   // no kernel tap reaches this phase: bias only
             } else {
-                a.withUnsafeBufferPointer { ap in
-                    wholeIm2colConvolution(input: x, channels: cin, inputDims: (inputDims[0], inputDims[1], inputDims[2]),
-                                           dims: dims, weights: ap.baseAddress!, outChannels: cout, bias: nil, output: result)
-                }
+                wholeIm2colConvolution(input: x, channels: cin, inputDims: (inputDims[0], inputDims[1], inputDims[2]),
+                                       dims: dims, weights: a, outChannels: cout, bias: nil, output: result)
             }
             let (cD, cH, cW) = (dims[0].coordinates, dims[1].coordinates, dims[2].coordinates)
             KernelContext.parallelFor(cout) { range in
@@ -308,7 +324,7 @@ extension Tensor {
                     }}
                 }
             }
-        }}}
+        }
     }
 
     static func convTranspose3dDirect(outSizes: [Int], kernel: [Int], stride: [Int]) -> Bool {

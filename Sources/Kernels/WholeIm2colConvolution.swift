@@ -1,5 +1,7 @@
 import COpenBLAS
 import Dispatch
+import Foundation
+import KernelsAVX512
 
 /// Gather-form convolution over one im2col matrix of the whole output, for layers whose every plane
 /// is tiny (the Unet's 3×3 and 6×6 levels): any per-plane or per-tile lowering gives GEMMs of a few
@@ -30,13 +32,18 @@ func wholeIm2colConvolution(input x: UnsafePointer<Float>, channels cin: Int, in
         let ih = Int(dh.table[oh * tH + th]), iw = Int(dw.table[ow * tW + tw])
         if ih >= 0 && iw >= 0 { planeIndex[((th * tW + tw) * dh.count + oh) * width + ow] = Int32(ih * w + iw) }
     }}}}
+    if KernelContext.useAVX512 && WholeIm2col.panelGEMM {
+        panelConvolution(input: x, channels: cin, inputDims: inputDims, dims: dims, planeIndex: planeIndex,
+                         weights: a, outChannels: cout, bias: bias, output: output)
+        return
+    }
     let beta: Float = bias == nil ? 0 : 1
     // Stride-1 "same" layers with one D tap (the Unet's (1,3,3) and 1×1 convolutions): every im2col row
     // is the channel shifted by a constant, with the positions whose tap falls in the padding zeroed,
     // so it is built with whole-vector copies under a per-tap mask instead of one gather per element;
     // a 1×1 convolution needs no im2col at all (the input is the column matrix).
     let shifts = WholeIm2col.shiftedRows ? planeShifts(planeIndex, taps: tH * tW, planeOut: planeOut,
-                                                       inputPlane: h * w, dd: dd, inputD: inputDims.0) : nil
+                                                       inputPlane: h * w, dd: dd, inputD: inputDims.0, maskStride: n) : nil
     if let shifts, taps == 1, shifts.delta[0] == 0, shifts.complete[0] {
         let workers = min(KernelContext.threads, dd.count)
         let saved = BLASThreads.count
@@ -106,6 +113,25 @@ func wholeIm2colFloats(channels cin: Int, kernel: [Int], outputDims: (Int, Int, 
 
 /// Switches of `wholeIm2colConvolution`, for A/B runs.
 public enum WholeIm2col {
+    /// With `KernelContext.useAVX512`: multiply with our own AVX-512 GEMM (`PanelGEMM`, im2col built
+    /// directly in 48-column panels, weights read as they are) instead of single-threaded OpenBLAS
+    /// `cblas_sgemm` per worker (false: the previous path, also the portable one). The environment
+    /// variable `TUMORSTREAM_PANEL_GEMM=0` sets the initial value to false (whole-process comparisons,
+    /// e.g. `tumorbench trainer`).
+    nonisolated(unsafe) public static var panelGEMM = ProcessInfo.processInfo.environment["TUMORSTREAM_PANEL_GEMM"] != "0"
+    /// With `KernelContext.useAVX512`: `Tensor.pointwiseConv3d` (1×1×1 convolutions) multiplies with
+    /// `PanelGEMM` too, reading the input in place (false: single-threaded OpenBLAS per worker).
+    /// `TUMORSTREAM_PANEL_GEMM=0` sets its initial value to false as well.
+    nonisolated(unsafe) public static var panelPointwise = ProcessInfo.processInfo.environment["TUMORSTREAM_PANEL_GEMM"] != "0"
+    /// How `PanelGEMM` splits the work between the workers: 0 (default) runs of output columns, each
+    /// worker building its columns one K block at a time and multiplying them at once (no hand-off, the
+    /// block stays in its L2); 1 output-channel rows (the workers build all panels together, then each
+    /// multiplies its rows against all of them: measured 1.1–1.6× slower on the Unet's 3² level).
+    nonisolated(unsafe) public static var panelSplit = 0
+    /// Rows of B (Cin·taps) per K block of `PanelGEMM` (one 48-column panel block: 192 B per row, so
+    /// 128 rows are 24 KiB, in L1); 0: all of K at once.
+    nonisolated(unsafe) public static var panelKBlock = 128
+
     /// Build the im2col rows of stride-1 "same" layers with one D tap as masked shifted copies of the
     /// channel, and run 1×1 layers on the input directly (true, default); false: gather every element
     /// through the index table (the previous path).
@@ -117,11 +143,10 @@ public enum WholeIm2col {
 /// the input, 0 where it reads padding), when the layer has that form: one D tap reading plane od
 /// for output plane od, output planes as large as the input planes, and each tap a pure shift.
 private func planeShifts(_ index: [Int32], taps: Int, planeOut: Int, inputPlane: Int, dd: GatherDim,
-                         inputD: Int) -> (delta: [Int], masks: [UInt32], complete: [Bool])? {
+                         inputD: Int, maskStride n: Int) -> (delta: [Int], masks: [UInt32], complete: [Bool])? {
     guard dd.taps == 1, dd.count == inputD, planeOut == inputPlane else { return nil }
     for od in 0..<dd.count where Int(dd.table[od]) != od { return nil }
     var delta = [Int](repeating: 0, count: taps), complete = [Bool](repeating: true, count: taps)
-    let n = dd.count * planeOut
     var masks = [UInt32](repeating: 0, count: taps * n)
     for t in 0..<taps {
         var d: Int? = nil
@@ -158,5 +183,125 @@ private func shiftedRow(_ src: UnsafePointer<Float>, count: Int, delta: Int, mas
         let i = c0 + j + delta
         out[j] = mask[c0 + j] != 0 && i >= 0 && i < count ? src[i] : 0
         j += 1
+    }
+}
+
+/// `wholeIm2colConvolution` on `PanelGEMM`: the im2col is built straight into 48-column panels (masked
+/// shifted copies for stride-1 "same" layers with one D tap, else gathered through an index table) and
+/// multiplied by the weights as they are. Work split: `WholeIm2col.panelSplit`.
+private func panelConvolution(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
+                              dims: [GatherDim], planeIndex: [Int32], weights a: UnsafePointer<Float>,
+                              outChannels cout: Int, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    let (dd, dh, dw) = (dims[0], dims[1], dims[2])
+    let (tD, tH, tW) = (dd.taps, dh.taps, dw.taps)
+    let taps = tD * tH * tW, planeTaps = tH * tW
+    let k = cin * taps
+    let planeOut = dh.count * dw.count
+    let n = dd.count * planeOut
+    let nPad = (n + 15) / 16 * 16
+    let (_, h, w) = inputDims
+    let channelStride = inputDims.0 * h * w
+    if k == 0 {
+        for co in 0..<cout { (output + co * n).update(repeating: bias?[co] ?? 0, count: n) }
+        return
+    }
+    var shifts = WholeIm2col.shiftedRows ? planeShifts(planeIndex, taps: planeTaps, planeOut: planeOut, inputPlane: h * w,
+                                                       dd: dd, inputD: inputDims.0, maskStride: nPad) : nil
+    // General form: input offset within the channel of tap t at column j, −1 for a zero (and past n).
+    var index: [Int32] = []
+    if shifts == nil {
+        index = [Int32](repeating: -1, count: taps * nPad)
+        for t in 0..<taps {
+            let td = t / planeTaps, thw = t % planeTaps
+            for od in 0..<dd.count {
+                let id = Int(dd.table[od * tD + td])
+                guard id >= 0 else { continue }
+                for p in 0..<planeOut {
+                    let i = Int(planeIndex[thw * planeOut + p])
+                    if i >= 0 { index[t * nPad + od * planeOut + p] = Int32(id * h * w + i) }
+                }
+            }
+        }
+    }
+    // Zero-padded stride-1 layers with D taps too (the trainer's 3³ convolutions on 6³): when every tap
+    // reads the channel at a constant offset from the output index wherever it does not read a zero,
+    // its rows are masked shifted copies as well.
+    if shifts == nil && WholeIm2col.shiftedRows {
+        var delta = [Int](repeating: 0, count: taps), masks = [UInt32](repeating: 0, count: taps * nPad)
+        var isShift = true
+        tapLoop: for t in 0..<taps {
+            var d: Int? = nil
+            for j in 0..<n {
+                let i = Int(index[t * nPad + j])
+                guard i >= 0 else { continue }
+                if let d, d != i - j { isShift = false; break tapLoop }
+                d = i - j
+                masks[t * nPad + j] = 0xFFFF_FFFF
+            }
+            delta[t] = d ?? 0
+        }
+        if isShift { shifts = (delta, masks, []) }
+    }
+    // Rows [k0, k1) of B's columns [c0, c1) into panels at `dst` (panel q at dst + panelStride·q, row kr at (kr − firstRow)·width).
+    let pack = { (k0: Int, k1: Int, c0: Int, c1: Int, dst: UnsafeMutablePointer<Float>, panelStride: Int, firstRow: Int) in
+        guard c1 > c0, k1 > k0 else { return }
+        if let shifts {
+            shifts.delta.withUnsafeBufferPointer { dp in shifts.masks.withUnsafeBufferPointer { mp in
+                PanelGEMM.packShifted(input: x, channelStride: channelStride, inputFloats: cin * channelStride, taps: taps,
+                                      delta: dp.baseAddress!, mask: mp.baseAddress!, maskStride: nPad,
+                                      rows: k0, k1, columns: c0, c1, into: dst, panelStride: panelStride, firstRow: firstRow)
+            }}
+        } else {
+            index.withUnsafeBufferPointer { ip in
+                PanelGEMM.packGathered(input: x, channelStride: channelStride, taps: taps, index: ip.baseAddress!,
+                                       indexStride: nPad, rows: k0, k1, columns: c0, c1, into: dst,
+                                       panelStride: panelStride, firstRow: firstRow)
+            }
+        }
+    }
+    let kBlock = WholeIm2col.panelKBlock
+    let workers = max(1, min(KernelContext.threads, (n + 15) / 16))
+    let byRows = WholeIm2col.panelSplit == 1
+    if workers == 1 || !byRows {
+        // Runs of columns starting at multiples of 16; each worker builds its columns one K block at a
+        // time (the block stays in its L2) and multiplies it into its columns of C.
+        let kb = kBlock > 0 ? min(kBlock, k) : k
+        let work = { (wk: Int) in
+            // Boundaries at the nearest multiple of 16 (216 columns: 112 + 104, each 2 panels and a 16-column one).
+            let c0 = min(n, (n * wk / workers + 8) / 16 * 16)
+            let c1 = wk == workers - 1 ? n : min(n, (n * (wk + 1) / workers + 8) / 16 * 16)
+            guard c1 > c0 else { return }
+            let width = (c1 - c0 + 15) / 16 * 16
+            let block = UnsafeMutableRawPointer.allocate(byteCount: 4 * kb * width, alignment: 64)
+                .bindMemory(to: Float.self, capacity: kb * width)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PanelGEMM.scratchFloats(rows: cout))
+            defer { block.deallocate(); scratch.deallocate() }
+            var k0 = 0
+            while k0 < k {
+                let klen = min(kb, k - k0)
+                pack(k0, k0 + klen, c0, c1, block, klen * PanelGEMM.panelColumns, k0)
+                PanelGEMM.multiplyBlock(rows: 0, cout, k: klen, a: a + k0, lda: k, b: block,
+                                        panelStride: klen * PanelGEMM.panelColumns, firstRow: 0, columns: width,
+                                        valid: c1 - c0, c: output + c0, ldc: n, bias: bias, accumulate: k0 > 0,
+                                        scratch: scratch, last: k0 + klen == k)
+                k0 += klen
+            }
+        }
+        if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+    } else {
+        // The workers pack whole panels (runs starting at multiples of 48), then multiply runs of 8 rows.
+        let b = UnsafeMutableRawPointer.allocate(byteCount: 4 * k * nPad, alignment: 64).bindMemory(to: Float.self, capacity: k * nPad)
+        defer { b.deallocate() }
+        let panels = (n + 47) / 48
+        DispatchQueue.concurrentPerform(iterations: workers) { wk in
+            let q0 = panels * wk / workers, q1 = panels * (wk + 1) / workers
+            pack(0, k, 48 * q0, min(n, 48 * q1), b + k * 48 * q0, k * PanelGEMM.panelColumns, 0)
+        }
+        let blocks = (cout + 7) / 8
+        DispatchQueue.concurrentPerform(iterations: workers) { wk in
+            let r0 = min(cout, 8 * (blocks * wk / workers)), r1 = min(cout, 8 * (blocks * (wk + 1) / workers))
+            PanelGEMM.multiply(rows: r0, r1, k: k, a: a, lda: k, b: b, columns: 0, nPad, valid: n, c: output, ldc: n,
+                               bias: bias, kBlock: kBlock)
+        }
     }
 }

@@ -71,7 +71,8 @@ func naiveConvTranspose3d(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, stride s: [
 
 /// Runs `body` once per convolution lowering: the portable tiled im2col + sgemm path, the
 /// whole-output im2col GEMM taken for every shape it can hold, and (on a CPU with AVX-512F) the direct
-/// AVX-512 kernels forced for every shape. Restores the settings after.
+/// AVX-512 kernels forced for every shape and the whole-output im2col on the AVX-512 panel GEMM (both
+/// work splits). Restores the settings after.
 func forEachConvolutionPath(_ body: (String) -> Void) {
     let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution, KernelContext.wholeIm2colMaxPlane)
     defer {
@@ -89,6 +90,18 @@ func forEachConvolutionPath(_ body: (String) -> Void) {
     KernelContext.useAVX512 = true
     KernelContext.forceDirectConvolution = true
     body("avx512")
+    // The whole-output im2col on the AVX-512 panel GEMM: split by columns with the default K blocks,
+    // and split by output-channel rows with K blocks of 7 (partial blocks, several per row).
+    KernelContext.forceDirectConvolution = false
+    KernelContext.wholeIm2colMaxPlane = Int.max
+    let panel = (WholeIm2col.panelGEMM, WholeIm2col.panelSplit, WholeIm2col.panelKBlock)
+    defer { WholeIm2col.panelGEMM = panel.0; WholeIm2col.panelSplit = panel.1; WholeIm2col.panelKBlock = panel.2 }
+    WholeIm2col.panelGEMM = true
+    WholeIm2col.panelSplit = 0
+    body("whole im2col avx512 columns")
+    WholeIm2col.panelSplit = 1
+    WholeIm2col.panelKBlock = 7
+    body("whole im2col avx512 rows k7")
 }
 
 final class ConvolutionTests: XCTestCase {
@@ -246,6 +259,31 @@ final class ConvolutionTests: XCTestCase {
                     assertClose(shifted, e, rtol: 1e-4, atol: 1e-4, label)
                 }
             }
+        }
+    }
+
+    /// `pointwiseConv3d` on the AVX-512 panel GEMM (whole 48-column panels read in place, the leftover
+    /// columns copied into a padded panel) against the naive definition, with K blocks of 7 (several
+    /// partial blocks), runs per worker with and without leftovers, 8-row tiles and single rows.
+    func testPointwisePanelGEMMMatchesNaive() throws {
+        try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
+        let saved = (KernelContext.useAVX512, WholeIm2col.panelPointwise, WholeIm2col.panelKBlock)
+        defer { KernelContext.useAVX512 = saved.0; WholeIm2col.panelPointwise = saved.1; WholeIm2col.panelKBlock = saved.2 }
+        KernelContext.useAVX512 = true
+        var rng = SeededRandom(seed: 45)
+        for (cin, cout, size, hasBias) in [(20, 11, [3, 13, 17], true), (9, 16, [2, 24, 24], false), (3, 17, [1, 5, 7], true)] {
+            let x = rng.tensor([2, cin] + size)
+            let w = rng.tensor([cout, cin, 1, 1, 1], scale: 0.5)
+            let bias = hasBias ? rng.tensor([cout]) : nil
+            let e = naiveConv3d(x, w, bias, stride: [1, 1, 1], front: [0, 0, 0], back: [0, 0, 0], replicate: false, groups: 1)
+            for kb in [7, 0] {
+                WholeIm2col.panelPointwise = true
+                WholeIm2col.panelKBlock = kb
+                let y = x.pointwiseConv3d(weight: w, bias: bias)
+                assertClose(y, e, rtol: 1e-4, atol: 1e-4, "panel kb \(kb) \(cin)→\(cout) \(size)")
+            }
+            WholeIm2col.panelPointwise = false
+            assertClose(x.pointwiseConv3d(weight: w, bias: bias), e, rtol: 1e-4, atol: 1e-4, "OpenBLAS \(cin)→\(cout) \(size)")
         }
     }
 
