@@ -28,7 +28,8 @@ enum UnetAB {
         "gtasks": { NetworkOps.singleTasks = $0 != 0 },   // 1: GroupNorm/SiLU tasks handed out one at a time
         "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
-        "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0 },   // every session-5 default on (1) or off (0)
+        "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
+        "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 

@@ -79,6 +79,26 @@ final class UnetResnetOpsTests: XCTestCase {
         }
     }
 
+    /// Session 5: the GroupNorm passes that normalise a convolution output in its own storage
+    /// (`Unet3D.normsInPlace`) give the same floats as the copying path, and leave the step's inputs as they were.
+    func testNormsInPlaceMatchTheCopyingPathAndKeepInputs() throws {
+        let unet = try Unet3DGoldenTests.model.get()
+        var rng = SeededRandom(seed: 91)
+        let x = rng.tensor([1, 8, 8, 16, 16]), cond = rng.tensor([1, unet.architecture.inputChannels - 8, 8, 16, 16])
+        let xBefore = x.scalars, condBefore = cond.scalars
+        let saved = Unet3D.normsInPlace
+        defer { Unet3D.normsInPlace = saved }
+        forEachDispatch { path in
+            Unet3D.normsInPlace = false
+            let copying = unet(x, cond: cond, timesteps: [37])
+            Unet3D.normsInPlace = true
+            let inPlace = unet(x, cond: cond, timesteps: [37])
+            XCTAssertEqual(inPlace.scalars, copying.scalars, "\(path): in-place norms change the step's floats")
+            XCTAssertEqual(x.scalars, xBefore, "\(path): the step changed its input x")
+            XCTAssertEqual(cond.scalars, condBefore, "\(path): the step changed its input cond")
+        }
+    }
+
     /// Session 5 (resnet ops): the small passes run on the calling thread (`NetworkOps.inlineBelow`) give the
     /// same floats as the split ones, and so do tasks handed out one at a time (`NetworkOps.singleTasks`); all blocks' time-MLP projections in one GEMM (`Unet3D.batchedTimeMLP`)
     /// give the step of the per-block GEMMs within float reassociation; the phase-timed ResnetBlock path

@@ -48,6 +48,11 @@ public final class Unet3D {
         func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
     }
 
+    /// Whether a ResnetBlock normalises its convolution outputs in their own storage (their last
+    /// reference moves into the pass). False: the session-4 code path, where a second reference made
+    /// every GroupNorm pass copy the tensor first (`tumorbench networks unet-ab --ab norminplace=0,1`).
+    nonisolated(unsafe) public static var normsInPlace = true
+
     /// `Block`: conv (1,3,3) → GroupNorm(8) → optional ×(1+scale)+shift → SiLU.
     struct Block {
         let proj: Conv, normWeight: Tensor, normBias: Tensor
@@ -60,9 +65,14 @@ public final class Unet3D {
         func callAsFunction(_ x: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
             normalized(proj(x), scale: scale, shift: shift, residual: residual)
         }
-        /// The block after its convolution: GroupNorm (+ scale/shift) + SiLU (+ residual).
-        func normalized(_ convolved: Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
-            var h = convolved
+        /// The block after its convolution: GroupNorm (+ scale/shift) + SiLU (+ residual), in place in
+        /// `convolved`'s storage. The parameter is consuming so that a caller's last reference moves in:
+        /// a borrowed one would leave two references and the in-place pass would copy the tensor first.
+        func normalized(_ convolved: consuming Tensor, scale: Tensor? = nil, shift: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
+            var h = consume convolved
+            // `Unet3D.normsInPlace = false`: the previous code's second reference, which made the pass copy first.
+            let previous: Tensor? = Unet3D.normsInPlace ? nil : h
+            defer { withExtendedLifetime(previous) {} }
             NetworkOps.groupNorm(&h, groups: 8, eps: 1e-5, weight: normWeight, bias: normBias, scale: scale, shift: shift, silu: true,
                                  residual: residual)
             return h
@@ -93,7 +103,7 @@ public final class Unet3D {
             if let tap = Unet3D.phaseTap {   // the same ops, timed one by one
                 let (scale, shift) = scaleShift(t, projected); tap("mlp")
                 var h = block1.proj(x); tap("conv1")
-                h = block1.normalized(h, scale: scale, shift: shift); tap("norm1")
+                h = block1.normalized(consume h, scale: scale, shift: shift); tap("norm1")
                 let c2 = block2.proj(h); tap("conv2")
                 let r = resConv.map { $0(x) } ?? x; tap("res_conv")
                 if Unet3D.fuseResidualAdd { h = block2.normalized(c2, residual: r); tap("norm2+add"); return h }
