@@ -139,7 +139,8 @@ extension Tensor {
                         weight: w + g * cinG * coutG * kernel.reduce(1, *), weightOutChannels: coutG,
                         outChannels: coutG, kernel: kernel, stride: stride, padding: padding,
                         bias: bias.map { Array($0.scalars[(g * coutG)..<((g + 1) * coutG)]) },
-                        output: y + (b * cout + g * coutG) * outSpatial, outSizes: outSizes)
+                        output: y + (b * cout + g * coutG) * outSpatial, outSizes: outSizes,
+                        weightOwner: weight.storage, weightOffset: g * cinG * coutG * kernel.reduce(1, *))
                 }}
             }}}
             return out
@@ -265,7 +266,14 @@ extension Tensor {
     static func convTranspose3dPhasesWholeIm2col(input x: UnsafePointer<Float>, channels cin: Int, inputDims: [Int],
                                                  weight w: UnsafePointer<Float>, weightOutChannels: Int,
                                                  outChannels cout: Int, kernel: [Int], stride: [Int], padding: [Int],
-                                                 bias: [Float]?, output y: UnsafeMutablePointer<Float>, outSizes: [Int]) {
+                                                 bias: [Float]?, output y: UnsafeMutablePointer<Float>, outSizes: [Int],
+                                                 weightOwner: AnyObject? = nil, weightOffset: Int = 0) {
+        if TransposedPhaseWeights.enabled, let weightOwner {
+            convTranspose3dPhasesCached(input: x, channels: cin, inputDims: inputDims, weight: w, weightOutChannels: weightOutChannels,
+                                        outChannels: cout, kernel: kernel, stride: stride, padding: padding, bias: bias,
+                                        output: y, outSizes: outSizes, weightOwner: weightOwner, weightOffset: weightOffset)
+            return
+        }
         let kVol = kernel.reduce(1, *)
         let outPlane = outSizes[1] * outSizes[2]
         var phases: [[GatherDim]] = []
@@ -322,6 +330,93 @@ extension Tensor {
                         for j in 0..<cW.count { row[cW[j]] = src[j] + b }
                         src += cW.count
                     }}
+                }
+            }
+        }
+    }
+
+    /// `convTranspose3dPhasesWholeIm2col` with the phase weight matrices kept per weight tensor
+    /// (`TransposedPhaseWeights`; repacked through pointers on a miss) and one parallel pass writing
+    /// every phase's outputs at the end instead of one per phase. The same floats.
+    static func convTranspose3dPhasesCached(input x: UnsafePointer<Float>, channels cin: Int, inputDims: [Int],
+                                            weight w: UnsafePointer<Float>, weightOutChannels: Int,
+                                            outChannels cout: Int, kernel: [Int], stride: [Int], padding: [Int],
+                                            bias: [Float]?, output y: UnsafeMutablePointer<Float>, outSizes: [Int],
+                                            weightOwner: AnyObject, weightOffset: Int) {
+        let kVol = kernel.reduce(1, *)
+        let outPlane = outSizes[1] * outSizes[2]
+        var phases: [[GatherDim]] = []
+        for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
+            let phase = [pd, ph, pw]
+            phases.append((0..<3).map {
+                GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
+                                          stride: stride[$0], padding: padding[$0], phase: phase[$0])
+            })
+        }}}
+        let phaseTaps = phases.map { $0[0].taps * $0[1].taps * $0[2].taps }
+        var phaseOffset = [Int](repeating: 0, count: phases.count + 1)
+        for p in 0..<phases.count { phaseOffset[p + 1] = phaseOffset[p] + cout * cin * phaseTaps[p] }
+        let key = TransposedPhaseWeights.Key(storage: ObjectIdentifier(weightOwner), offset: weightOffset,
+                                             shape: [cin, weightOutChannels, cout] + kernel + stride + padding + inputDims + outSizes)
+        let packed: TransposedPhaseWeights
+        if let hit = TransposedPhaseWeights.lookup(key) {
+            packed = hit
+        } else {
+            packed = TransposedPhaseWeights(count: phaseOffset[phases.count])
+            // A_p[co, (ci, jd, jh, jw)] = w[ci, co, pd + sD·jd, ph + sH·jh, pw + sW·jw]: kernel tap t goes to
+            // phase p(t) at position q(t), i.e. to index base[t] + (co·cin + ci)·phaseTaps[p(t)].
+            var base = [Int](repeating: 0, count: kVol), step = [Int](repeating: 0, count: kVol)
+            for kd in 0..<kernel[0] { for kh in 0..<kernel[1] { for kw in 0..<kernel[2] {
+                let t = (kd * kernel[1] + kh) * kernel[2] + kw
+                let p = ((kd % stride[0]) * stride[1] + kh % stride[1]) * stride[2] + kw % stride[2]
+                base[t] = phaseOffset[p] + ((kd / stride[0]) * phases[p][1].taps + kh / stride[1]) * phases[p][2].taps + kw / stride[2]
+                step[t] = phaseTaps[p]
+            }}}
+            let a = packed.pointer
+            base.withUnsafeBufferPointer { bp in step.withUnsafeBufferPointer { sp in
+                for co in 0..<cout { for ci in 0..<cin {
+                    let src = w + (ci * weightOutChannels + co) * kVol, row = co * cin + ci
+                    for t in 0..<kVol { a[bp[t] + row * sp[t]] = src[t] }
+                }}
+            }}
+            TransposedPhaseWeights.insert(key, owner: weightOwner, packed)
+        }
+        // Every phase's [cout × n_p] result in one buffer, written out in one parallel pass at the end.
+        let counts = phases.map { $0[0].count * $0[1].count * $0[2].count }
+        var resultOffset = [Int](repeating: 0, count: phases.count + 1)
+        for p in 0..<phases.count { resultOffset[p + 1] = resultOffset[p] + cout * counts[p] }
+        let result = UnsafeMutablePointer<Float>.allocate(capacity: max(1, resultOffset[phases.count]))
+        defer { result.deallocate() }
+        withExtendedLifetime(packed) {
+            for (pi, dims) in phases.enumerated() where counts[pi] > 0 {
+                let r = result + resultOffset[pi]
+                if phaseTaps[pi] == 0 || cin == 0 {
+                    r.update(repeating: 0, count: cout * counts[pi])   // no kernel tap reaches this phase: bias only
+                } else {
+                    wholeIm2colConvolution(input: x, channels: cin, inputDims: (inputDims[0], inputDims[1], inputDims[2]),
+                                           dims: dims, weights: packed.pointer + phaseOffset[pi], outChannels: cout, bias: nil, output: r)
+                }
+            }
+        }
+        // Output coordinates per phase and dim, as Int32 pointers.
+        let coords: [[[Int32]]] = phases.map { dims in dims.map { $0.coordinates.map { Int32($0) } } }
+        let outVolume = outSizes[0] * outPlane, rowLength = outSizes[2]
+        coords.withUnsafeBufferPointer { cp in
+            KernelContext.parallelFor(cout) { range in
+                for pi in 0..<cp.count where counts[pi] > 0 {
+                    cp[pi][0].withUnsafeBufferPointer { cD in cp[pi][1].withUnsafeBufferPointer { cH in cp[pi][2].withUnsafeBufferPointer { cW in
+                        let width = cW.count
+                        for co in range {
+                            let b = bias?[co] ?? 0
+                            var src = result + resultOffset[pi] + co * counts[pi]
+                            let dst = y + co * outVolume
+                            for od in cD { for oh in cH {
+                                let row = dst + Int(od) * outPlane + Int(oh) * rowLength
+                                for j in 0..<width { row[Int(cW[j])] = src[j] + b }
+                                src += width
+                            }}
+                        }
+                    }}}
                 }
             }
         }

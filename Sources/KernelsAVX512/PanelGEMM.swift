@@ -37,12 +37,16 @@ public enum PanelGEMM {
     public static func packShifted(input x: CP, channelStride cs: Int, inputFloats: Int, taps: Int,
                                    delta: UnsafePointer<Int>, mask: UnsafePointer<UInt32>, maskStride: Int,
                                    rows k0: Int, _ k1: Int, columns c0: Int, _ c1: Int, into b: P, panelStride: Int, firstRow: Int) {
+        guard c1 > c0, k1 > k0 else { return }
+        let first = k0.quotientAndRemainder(dividingBy: taps)
         var q = 0, p0 = c0
         while p0 < c1 {
             let w = min(panelColumns, (c1 - p0 + 15) / 16 * 16)
             let panel = b + panelStride * q
+            // (ci, t) of row kr, stepped without a division per row.
+            var ci = first.quotient, t = first.remainder
             for kr in k0..<k1 {
-                let ci = kr / taps, t = kr % taps
+                defer { t += 1; if t == taps { t = 0; ci += 1 } }
                 let src = ci * cs + delta[t]          // input index of column 0
                 let m = UnsafeRawPointer(mask + t * maskStride)
                 let dst = panel + (kr - firstRow) * w
@@ -76,8 +80,9 @@ public enum PanelGEMM {
         while p0 < c1 {
             let w = min(panelColumns, (c1 - p0 + 15) / 16 * 16)
             let panel = b + panelStride * q
+            var ci = k0 / taps, t = k0 % taps
             for kr in k0..<k1 {
-                let ci = kr / taps, t = kr % taps
+                defer { t += 1; if t == taps { t = 0; ci += 1 } }
                 let src = x + ci * cs
                 let idx = index + t * indexStride + p0
                 let dst = panel + (kr - firstRow) * w

@@ -389,6 +389,44 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// The whole-im2col transposed convolution keeps each weight tensor's phase matrices between calls
+    /// (`Tensor.transposedPhaseWeightCache`): a hit gives exactly the uncached floats, and a weight tensor
+    /// written after it was cached (copy-on-write: a new storage) is never served stale matrices.
+    func testTransposedPhaseWeightCacheIsExactAndNeverStale() {
+        let saved = (KernelContext.wholeIm2colMaxPlane, Tensor.transposedPhaseWeightCache)
+        defer { KernelContext.wholeIm2colMaxPlane = saved.0; Tensor.transposedPhaseWeightCache = saved.1 }
+        KernelContext.wholeIm2colMaxPlane = Int.max
+        var rng = SeededRandom(seed: 41)
+        for (cin, cout, size) in [(8, 8, [3, 3, 3]), (5, 7, [2, 6, 6]), (16, 16, [4, 3, 3])] {
+            let x = rng.tensor([1, cin] + size)
+            var w = rng.tensor([cin, cout, 1, 4, 4], scale: 0.5)
+            let bias = rng.tensor([cout])
+            func run(_ cached: Bool) -> Tensor {
+                Tensor.transposedPhaseWeightCache = cached
+                return x.convTranspose3d(weight: w, bias: bias, stride: [1, 2, 2], padding: [0, 1, 1])
+            }
+            let plain = run(false), miss = run(true), hit = run(true)
+            assertClose(miss, plain, rtol: 0, atol: 0, "miss cin \(cin)")
+            assertClose(hit, plain, rtol: 0, atol: 0, "hit cin \(cin)")
+            assertClose(hit, naiveConvTranspose3d(x, w, bias, stride: [1, 2, 2], padding: [0, 1, 1], outputPadding: [0, 0, 0], groups: 1),
+                        rtol: 1e-4, atol: 1e-4, "naive cin \(cin)")
+            w[flat: 5] += 1   // written while cached: must not reuse the old matrices
+            let changed = run(true)
+            assertClose(changed, naiveConvTranspose3d(x, w, bias, stride: [1, 2, 2], padding: [0, 1, 1], outputPadding: [0, 0, 0], groups: 1),
+                        rtol: 1e-4, atol: 1e-4, "after write cin \(cin)")
+            XCTAssertGreaterThan(zip(changed.scalars, hit.scalars).map { abs($0 - $1) }.max()!, 1e-3)
+        }
+        // More weight tensors than the cache holds: every call still correct.
+        let x = rng.tensor([1, 4, 2, 3, 3])
+        Tensor.transposedPhaseWeightCache = true
+        for i in 0..<12 {
+            let w = rng.tensor([4, 3, 1, 4, 4])
+            let y = x.convTranspose3d(weight: w, stride: [1, 2, 2], padding: [0, 1, 1])
+            assertClose(y, naiveConvTranspose3d(x, w, nil, stride: [1, 2, 2], padding: [0, 1, 1], outputPadding: [0, 0, 0], groups: 1),
+                        rtol: 1e-4, atol: 1e-4, "weights \(i)")
+        }
+    }
+
     func testConvTransposeIsTheAdjointOfConvolution() {
         forEachConvolutionPath { path in
             // <conv(x; W), y> == <x, convT(y; W)> for zero padding, the same W and stride.
