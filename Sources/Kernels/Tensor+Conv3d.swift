@@ -398,25 +398,25 @@ extension Tensor {
                 }
             }
         }
-        // Output coordinates per phase and dim, as Int32 pointers.
-        let coords: [[[Int32]]] = phases.map { dims in dims.map { $0.coordinates.map { Int32($0) } } }
-        let outVolume = outSizes[0] * outPlane, rowLength = outSizes[2]
-        coords.withUnsafeBufferPointer { cp in
-            KernelContext.parallelFor(cout) { range in
-                for pi in 0..<cp.count where counts[pi] > 0 {
-                    cp[pi][0].withUnsafeBufferPointer { cD in cp[pi][1].withUnsafeBufferPointer { cH in cp[pi][2].withUnsafeBufferPointer { cW in
-                        let width = cW.count
-                        for co in range {
-                            let b = bias?[co] ?? 0
-                            var src = result + resultOffset[pi] + co * counts[pi]
-                            let dst = y + co * outVolume
-                            for od in cD { for oh in cH {
-                                let row = dst + Int(od) * outPlane + Int(oh) * rowLength
-                                for j in 0..<width { row[Int(cW[j])] = src[j] + b }
-                                src += width
-                            }}
-                        }
-                    }}}
+        // Each phase's output offsets within a channel, flattened in its result's column order.
+        let scatter: [[Int32]] = phases.enumerated().map { pi, dims in
+            var list = [Int32](); list.reserveCapacity(counts[pi])
+            for od in dims[0].coordinates { for oh in dims[1].coordinates { for ow in dims[2].coordinates {
+                list.append(Int32(od * outPlane + oh * outSizes[2] + ow))
+            }}}
+            return list
+        }
+        let outVolume = outSizes[0] * outPlane
+        KernelContext.parallelFor(cout) { range in
+            for pi in 0..<phases.count where counts[pi] > 0 {
+                scatter[pi].withUnsafeBufferPointer { index in
+                    let n = counts[pi]
+                    for co in range {
+                        let b = bias?[co] ?? 0
+                        let src = result + resultOffset[pi] + co * n
+                        let dst = y + co * outVolume
+                        for j in 0..<n { dst[Int(index[j])] = src[j] + b }
+                    }
                 }
             }
         }

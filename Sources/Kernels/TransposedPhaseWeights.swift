@@ -27,8 +27,9 @@ final class TransposedPhaseWeights {
 
     /// Whether `convTranspose3d`'s whole-im2col phases keep their repacked weights per weight tensor
     /// (true, default) or repack them on every call (false: the previous code). For A/B runs
-    /// (`tumorbench networks unet-ab --ab tcache=0,1`).
-    nonisolated(unsafe) static var enabled = true
+    /// (`tumorbench networks unet-ab --ab tcache=0,1`); `TUMORSTREAM_TCACHE=0` sets the initial value to
+    /// false (whole-process comparisons, e.g. `tumorbench kernels "unet up convT"`).
+    nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["TUMORSTREAM_TCACHE"] != "0"
     static let maxEntries = 8
     static let maxEntryFloats = 1 << 20
 
