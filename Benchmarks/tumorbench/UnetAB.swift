@@ -30,10 +30,7 @@ enum UnetAB {
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
         "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
-        "pkb": { WholeIm2col.panelKBlock = $0 },   // rows of B per K block of the panel GEMM (whole-im2col and 1×1 convs)
         "tcache": { Tensor.transposedPhaseWeightCache = $0 != 0 },   // 1: whole-im2col convT phase weights kept per weight tensor, one output pass
-        "dchunk": { DirectConvolution.channelChunkBytes = $0 },   // L1 budget (bytes) of a direct-conv channel chunk
-        "dband": { DirectConvolution.bandPositions = $0 },   // output positions per band of the direct convs
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 
