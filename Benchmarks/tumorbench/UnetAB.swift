@@ -28,7 +28,8 @@ enum UnetAB {
         "gtasks": { NetworkOps.singleTasks = $0 != 0 },   // 1: GroupNorm/SiLU tasks handed out one at a time
         "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
-        "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
+        "norminplace": { Unet3D.normsInPlace = $0 != 0 },
+        "condshare": { Unet3D.reuseConditionShare = $0 != 0 },   // 1: the condition's init-conv share prepared once per run (outside the timed step), 0: convolve [x, cond] every step   // 0: GroupNorm passes copy their input first (the session-4 path)
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
@@ -41,11 +42,13 @@ enum UnetAB {
         let values = parts[1].split(separator: ",").compactMap { Int($0) }
         guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
         var times = [[Double]](repeating: [], count: values.count)
+        // Each setting's condition prepared once, outside the timed steps, as a sampler does per run.
+        let prepared = values.map { v in set(v); return unet.prepare(cond: cond) }
         for round in 0...rounds {
             for (i, v) in values.enumerated() {
                 set(v)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = unet(x, cond: cond, timesteps: [197])
+                _ = unet(x, prepared: prepared[i], timesteps: [197])
                 if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
             }
         }

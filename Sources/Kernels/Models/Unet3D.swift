@@ -264,6 +264,9 @@ public final class Unet3D {
     public let architecture: Architecture
     let relPosTable: Tensor
     let initConv: Conv
+    /// `initConv`'s weights split by input channel: [dim, C_x, 1, k, k] for x (the first `outputChannels`
+    /// inputs) and [dim, C_cond, 1, k, k] for the condition, contiguous (`Unet3D+Condition.swift`).
+    let initConvX: Tensor, initConvCond: Tensor
     let initTemporal: FullAttention
     let timeLinear1: Linear, timeLinear2: Linear
     let downs: [Level], ups: [Level]
@@ -309,6 +312,11 @@ public final class Unet3D {
         let initDim = sd.shape("init_conv.weight")![0]
         let k = a.initKernel
         initConv = try Conv(sd, "init_conv.", shape: [initDim, a.inputChannels, 1, k, k], pad: [0, k / 2, k / 2])
+        guard a.outputChannels < a.inputChannels else {
+            throw WeightsError(.architecture, file: sd.file, "init_conv takes \(a.inputChannels) channels for \(a.outputChannels) output channels: no condition")
+        }
+        initConvX = initConv.weight.slice(axis: 1, 0..<a.outputChannels)
+        initConvCond = initConv.weight.slice(axis: 1, a.outputChannels..<a.inputChannels)
         initTemporal = try FullAttention(sd, "init_temporal_attn.", dim: initDim, heads: h, dimHead: dh, temporal: true)
         timeLinear1 = try Linear(sd, "time_mlp.1.", out: td, in: a.dim)
         timeLinear2 = try Linear(sd, "time_mlp.3.", out: td, in: td)
@@ -515,6 +523,14 @@ public final class Unet3D {
     public func callAsFunction(_ x: Tensor, cond: Tensor, timesteps: [Float], taps: Taps? = nil) -> Tensor {
         precondition(x.rank == 5 && cond.rank == 5 && x.shape[1] + cond.shape[1] == architecture.inputChannels,
                      "Unet3D: x \(x.shape) and cond \(cond.shape) must give \(architecture.inputChannels) channels")
+        return forward(x, timesteps: timesteps, taps: taps) {
+            Unet3D.directConvolutionOfConcat(x, cond, initConv) ?? initConv(Tensor.concat([x, cond], axis: 1))
+        }
+    }
+
+    /// The network after its input: `initConvolution` computes init_conv's output (inside the step's
+    /// single-threaded-BLAS scope), the rest is the same for `callAsFunction(_:cond:)` and `(_:prepared:)`.
+    func forward(_ x: Tensor, timesteps: [Float], taps: Taps?, initConvolution: () -> Tensor) -> Tensor {
         precondition(timesteps.count == x.shape[0], "Unet3D: \(timesteps.count) timesteps for batch \(x.shape[0])")
         let F = x.shape[2]
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
@@ -524,7 +540,7 @@ public final class Unet3D {
         let singleBLAS = Unet3D.singleThreadedBLAS && KernelContext.threads > 1 && savedBLAS != 1
         if singleBLAS { BLASThreads.count = 1 }
         defer { if singleBLAS { BLASThreads.count = savedBLAS } }
-        var h = Unet3D.directConvolutionOfConcat(x, cond, initConv) ?? initConv(Tensor.concat([x, cond], axis: 1))
+        var h = initConvolution()
         taps?("init_conv", h)
         let r = h
         h = initTemporal(h, bias: bias, scratch: scratch)
