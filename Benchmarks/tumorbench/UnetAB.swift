@@ -15,6 +15,7 @@ enum UnetAB {
         "spatial": { UnetAttention.spatialBatched = $0 },
         "theads": { UnetAttention.temporalHeadGroups = $0 },
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
+        "wkt": { UnetAttention.cacheKeyWeightsTransposed = $0 != 0 },   // 1: spatial attention Wkᵀ built at load, 0: per call
         "sctx": { UnetAttention.spatialContextKernel = $0 },
         "attn": { UnetAttention.sessionDefaults($0 != 0) },
         "fused": { UnetAttention.fusedPasses = $0 },

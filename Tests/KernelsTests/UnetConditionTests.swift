@@ -123,4 +123,23 @@ final class UnetConditionTests: XCTestCase {
             }
         }
     }
+
+    /// The spatial linear attention's Wkᵀ built at load (`UnetAttention.cacheKeyWeightsTransposed`) gives the
+    /// same floats as building it per call, on the per-frame kᵀ path (16², 8² planes) and the frame-batched
+    /// one (4², 2²), and on the portable path (where no kᵀ path runs).
+    func testCachedKeyWeightsTransposedGiveTheSameFloats() throws {
+        let unet = try Unet3DGoldenTests.model.get()
+        let cx = unet.architecture.outputChannels, cc = unet.architecture.inputChannels - cx
+        var rng = SeededRandom(seed: 604)
+        let x = rng.tensor([1, cx, 4, 16, 16]), cond = rng.tensor([1, cc, 4, 16, 16])
+        let saved = UnetAttention.cacheKeyWeightsTransposed
+        defer { UnetAttention.cacheKeyWeightsTransposed = saved }
+        forEachDispatch { path in
+            UnetAttention.cacheKeyWeightsTransposed = false
+            let perCall = unet(x, cond: cond, timesteps: [150])
+            UnetAttention.cacheKeyWeightsTransposed = true
+            let cached = unet(x, cond: cond, timesteps: [150])
+            XCTAssertEqual(cached.scalars, perCall.scalars, path)
+        }
+    }
 }

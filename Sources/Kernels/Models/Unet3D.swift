@@ -177,12 +177,16 @@ public final class Unet3D {
             toOutBias = try sd.tensor(p + "fn.fn.to_out.bias", shape: [dim])
             self.heads = heads; self.dimHead = dimHead
             folded = UnetAttention.foldedOutputWeights(toQKV: toQKV, toOut: toOut, channels: dim, heads: heads)
+            keyTransposed = UnetAttention.keyWeightsTransposed(toQKV: toQKV, channels: dim, hidden: heads * dimHead)
         }
         /// The output weights with the value projection folded in (C ≤ dh), computed once at load.
         let folded: [Float]?
+        /// Wkᵀ (C × hidden) for the kᵀ paths, built once at load.
+        let keyTransposed: [Float]
         func callAsFunction(_ x: Tensor, scratch: UnetScratch) -> Tensor {
             Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads,
-                                               folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil, scratch: scratch)
+                                               folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil,
+                                               keyTransposed: UnetAttention.cacheKeyWeightsTransposed ? keyTransposed : nil, scratch: scratch)
         }
     }
 
