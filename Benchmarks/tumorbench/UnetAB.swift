@@ -43,14 +43,22 @@ enum UnetAB {
         let values = parts[1].split(separator: ",").compactMap { Int($0) }
         guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
         var times = [[Double]](repeating: [], count: values.count)
+        // Also the time from the call to the init conv's output (relative-position bias, scratch, init conv).
+        var initTimes = [[Double]](repeating: [], count: values.count)
         // Each setting's condition prepared once, outside the timed steps, as a sampler does per run.
         let prepared = values.map { v in set(v); return unet.prepare(cond: cond) }
         for round in 0...rounds {
             for (i, v) in values.enumerated() {
                 set(v)
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = unet(x, prepared: prepared[i], timesteps: [197])
-                if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+                var tInit = t0
+                _ = unet(x, prepared: prepared[i], timesteps: [197], taps: { name, _ in
+                    if name == "init_conv" { tInit = DispatchTime.now().uptimeNanoseconds }
+                })
+                if round > 0 {
+                    times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    initTimes[i].append(Double(tInit - t0) / 1e6)
+                }
             }
         }
         print("unet-ab \(parts[0]) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
@@ -58,8 +66,10 @@ enum UnetAB {
             let s = times[i].sorted()
             // Paired: this setting's time over the first setting's time in the same round.
             let ratios = zip(times[i], times[0]).map { $0 / $1 }.sorted()
-            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f", parts[0] as NSString, v,
-                         s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2]))
+            let si = initTimes[i].sorted()
+            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f   (to init_conv: min %.2f ms, median %.2f ms)",
+                         parts[0] as NSString, v, s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2],
+                         si[0], si[si.count / 2]))
         }
     }
 
