@@ -20,7 +20,8 @@ final class UnetConditionTests: XCTestCase {
     }
 
     /// The direct convolution with `addend` equals the convolution plus the addend, for the init conv's
-    /// (1,7,7) forms, a strided form (space-to-depth, repacked weights), a 1-row tile and zero-padded D planes.
+    /// (1,7,7) forms (also on the pipelined `overlapRows` path), a strided form (space-to-depth, repacked
+    /// weights), a 1-row tile and zero-padded D planes.
     func testDirectConvolutionAddendEqualsConvolutionPlusAddend() throws {
         try XCTSkipUnless(CPUFeatures.hasAVX512F, "no AVX-512F on this CPU")
         let saved = (KernelContext.useAVX512, KernelContext.forceDirectConvolution)
@@ -41,6 +42,10 @@ final class UnetConditionTests: XCTestCase {
             let plain = x.conv3d(weight: w, bias: bias, stride: s, padding: Padding3d(front: p, back: p, mode: .zero))
             XCTAssertTrue(x.conv3dTakesDirectPath(weight: w, stride: s, padding: Padding3d(front: p, back: p)), what)
             let addend = rng.tensor(plain.shape)
+            // The default switches, and with `overlapRows` (the pipelined fill/copy-out of (1,k,k) convs).
+            for variant in [DirectConvolution.defaultVariant, DirectConvolution.defaultVariant | 16] {
+            DirectConvolution.setVariant(variant)
+            defer { DirectConvolution.setVariant(DirectConvolution.defaultVariant) }
             var y = Tensor(shape: plain.shape, repeating: .nan)
             let o = Array(plain.shape[2...])
             x.scalars.withUnsafeBufferPointer { xp in w.scalars.withUnsafeBufferPointer { wp in
@@ -53,8 +58,9 @@ final class UnetConditionTests: XCTestCase {
                                              threads: 2, addend: ap.baseAddress!)
                 }
             }}}}
-            assertClose(y, plain + addend, rtol: 1e-5, atol: 1e-5, what)
-            XCTAssertFalse(y.scalars.contains { $0.isNaN }, "\(what): every output written")
+            assertClose(y, plain + addend, rtol: 1e-5, atol: 1e-5, "variant \(variant): \(what)")
+            XCTAssertFalse(y.scalars.contains { $0.isNaN }, "variant \(variant): \(what): every output written")
+            }
         }
     }
 
