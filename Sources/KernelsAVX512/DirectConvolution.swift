@@ -38,6 +38,11 @@ struct VirtualInput {
     /// channel concatenation without the copy.
     var second: UnsafePointer<Float>? = nil
     var split = Int.max
+    /// With `scale`: every real input value becomes act(x·scale[ci] + shift[ci]) as it is gathered
+    /// (act = SiLU when `silu`); zero pads stay zero (the padding of the activated tensor).
+    var scale: UnsafePointer<Float>? = nil
+    var shift: UnsafePointer<Float>? = nil
+    var silu = false
 
     /// Channel `ci`'s [d, h, w] volume.
     @inline(__always) func channel(_ x: UnsafePointer<Float>, _ ci: Int, volume: Int) -> UnsafePointer<Float> {
@@ -59,6 +64,24 @@ private enum Tile {
 }
 
 public enum DirectConvolution {
+    /// Work fused into a convolution (the ResnetBlocks' GroupNorm passes, `Unet3D.fusedResnet`).
+    public struct Fusion {
+        /// Per input channel (over the concatenation when there is a second input): the convolution reads
+        /// act(x·inputScale[ci] + inputShift[ci]) instead of x (act = SiLU when `inputSiLU`), computed while
+        /// the virtual planes are filled; zero padding stays zero. Stride-1 zero-padded convolutions only.
+        public var inputScale: UnsafePointer<Float>?
+        public var inputShift: UnsafePointer<Float>?
+        public var inputSiLU: Bool
+        /// When set (stride-1 convolutions only): for every output channel co and output plane od,
+        /// `statistics[2·(co·outD + od)]` = Σ y over the plane and `[… + 1]` = Σ (y − c)² with c that sum
+        /// over the plane size (`NormActivationAVX512.moments` of the plane just written).
+        public var statistics: UnsafeMutablePointer<Float>?
+        public init(inputScale: UnsafePointer<Float>? = nil, inputShift: UnsafePointer<Float>? = nil, inputSiLU: Bool = false,
+                    statistics: UnsafeMutablePointer<Float>? = nil) {
+            self.inputScale = inputScale; self.inputShift = inputShift; self.inputSiLU = inputSiLU; self.statistics = statistics
+        }
+    }
+
     /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
     nonisolated(unsafe) public static var channelChunkBytes = 32 << 10
 
@@ -118,7 +141,7 @@ public enum DirectConvolution {
                               stride: (Int, Int, Int), front: (Int, Int, Int), replicate: Bool,
                               bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                               outputDims: (Int, Int, Int), threads: Int,
-                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0) {
+                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0, fusion: Fusion = Fusion()) {
         let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
         let o = [outputDims.0, outputDims.1, outputDims.2]
         let taps = (0..<3).map { (k[$0] + s[$0] - 1) / s[$0] }
@@ -128,10 +151,14 @@ public enum DirectConvolution {
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
         var virtual = VirtualInput(step: stride, front: front, replicate: replicate)
         if let secondInput { virtual.second = secondInput; virtual.split = firstChannels }
+        precondition((fusion.inputScale == nil && fusion.statistics == nil) || (phases == 1 && !replicate),
+                     "DirectConvolution: fused input affine and statistics need a stride-1 zero-padded convolution")
+        virtual.scale = fusion.inputScale; virtual.shift = fusion.inputShift; virtual.silu = fusion.inputSiLU
         if phases == 1 {
             // Stride 1: W′ is w itself.
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
-                weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads)
+                weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads,
+                statistics: fusion.statistics)
             return
         }
         let tapCount = taps[0] * taps[1] * taps[2]
@@ -225,7 +252,8 @@ public enum DirectConvolution {
     static func run(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
                     virtual: VirtualInput, dims: [[PhaseDim]], outStride: (Int, Int, Int),
                     weights: [UnsafePointer<Float>], outChannels cout: Int, bias: UnsafePointer<Float>?,
-                    output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int) {
+                    output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int,
+                    statistics: UnsafeMutablePointer<Float>? = nil) {
         let (sd, sh, sw) = virtual.step
         let channels = cin * sd * sh * sw
         let (outD, outH, outW) = outputDims
@@ -337,6 +365,10 @@ public enum DirectConvolution {
                             if vectorRows { copyRow(d + r * outW, s + r * pitch, dw.count, adding: b) } else {
                                 for c in 0..<dw.count { d[r * outW + c] = s[r * pitch + c] + b }
                             }
+                        }
+                        if let statistics {
+                            let (sum, centred) = NormActivationAVX512.moments(y + co * outSpatial + od * outPlane, outPlane)
+                            statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
                         }
                     }
                 }
@@ -479,6 +511,10 @@ public enum DirectConvolution {
                                     for c in 0..<dw.count { d[c * outStride.2] = s[c] + b }
                                 }
                             }
+                            if let statistics {   // one phase, stride 1: the plane is contiguous and in L1
+                                let (sum, centred) = NormActivationAVX512.moments(dstC, outPlane)
+                                statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
+                            }
                         }
                     }
                     if let (even, odd) = pair, dims[1][phh].count > 0 {
@@ -590,11 +626,20 @@ public enum DirectConvolution {
             // Rows fh..<fh + h, columns fw..<fw + w (within the pitch: the data always fits).
             let iz = v - fd
             let cols = min(w, pitch - fw), r1 = min(rows, fh + h)
+            let activated = virtual.scale == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: h * w + 16)
+            defer { activated?.deallocate() }
             for ci in channelRange {
                 let src = virtual.channel(x, ci, volume: d * h * w) + iz * h * w
                 let plane = dst + ci * planeFloats + fw
                 if cols > 0 && r1 > max(0, fh) {
-                    for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
+                    if let scale = virtual.scale, let shift = virtual.shift, let act = activated {
+                        // The channel's whole input plane (contiguous) through the affine first, 16 lanes
+                        // at a time without partial vectors per row, then its rows into the padded plane.
+                        NormActivationAVX512.affineRow(src, act, h * w, scale[ci], shift[ci], silu: virtual.silu)
+                        for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, act + (r - fh) * w, cols) }
+                    } else {
+                        for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
+                    }
                 }
             }
             return
@@ -635,6 +680,11 @@ public enum DirectConvolution {
                                 }
                             }
                             for col in min(pitch, max(end, first))..<pitch { row[col] = edgeHi }
+                            // Zero padding only (checked by `conv3d`): the data columns become act(x·a + o).
+                            if let scale = virtual.scale, let shift = virtual.shift, first < end {
+                                NormActivationAVX512.affineRow(row + first, row + first, end - first, scale[ci], shift[ci],
+                                                               silu: virtual.silu)
+                            }
                         }
                     }
                 }

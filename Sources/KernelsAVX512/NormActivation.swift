@@ -94,6 +94,33 @@ public enum NormActivationAVX512 {
     }
 
 
+    /// dst[i] = act(src[i]·a + o) for every i < n (whole 16-vectors, then the tail through a zeroed
+    /// vector), each element with the operations of `affine` (so bit-identical to it on the whole vectors).
+    /// `dst` may be `src`.
+    @inline(__always)
+    public static func affineRow(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
+                                 _ a: Float, _ o: Float, silu: Bool) {
+        let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+        let av = F16(repeating: a), ov = F16(repeating: o)
+        var j = 0
+        while j + 16 <= n {
+            let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
+            d.storeBytes(of: silu ? siluVector(v) : v, toByteOffset: 4 * j, as: F16.self)
+            j += 16
+        }
+        if j < n && n >= 16 && UnsafeRawPointer(src) != UnsafeRawPointer(dst) {
+            // The last 16 again (overlapping; the source is not overwritten).
+            let v = s.loadUnaligned(fromByteOffset: 4 * (n - 16), as: F16.self) * av + ov
+            d.storeBytes(of: silu ? siluVector(v) : v, toByteOffset: 4 * (n - 16), as: F16.self)
+        } else if j < n {
+            var t = F16.zero
+            for i in 0..<(n - j) { t[i] = src[j + i] }
+            let v = t * av + ov
+            let r = silu ? siluVector(v) : v
+            for i in 0..<(n - j) { dst[j + i] = r[i] }
+        }
+    }
+
     /// d[i] += s[i] for i < n.
     public static func add(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int) {
         let dr = UnsafeMutableRawPointer(d), sr = UnsafeRawPointer(s)
@@ -105,4 +132,30 @@ public enum NormActivationAVX512 {
         }
         while j < n { d[j] += s[j]; j += 1 }
     }
+}
+
+/// v / (1 + exp(−v)) with `NetworkOps.fastExp`'s operations (the loop of `NormActivationAVX512.affine`
+/// written as a helper; transparent so that its vectors stay in zmm registers).
+@_transparent
+func siluVector(_ v: SIMD16<Float>) -> SIMD16<Float> {
+    let lo = SIMD16<Float>(repeating: -87.3), hi = SIMD16<Float>(repeating: 88.3)
+    let magic = SIMD16<Float>(repeating: 12_583_039), log2e = SIMD16<Float>(repeating: 1.44269504088896341)
+    let c1 = SIMD16<Float>(repeating: 0.693359375), c2 = SIMD16<Float>(repeating: 2.12194440e-4)
+    let one = SIMD16<Float>(repeating: 1)
+    let x0 = -v
+    var x = x0.replacing(with: lo, where: x0 .< lo)
+    x.replace(with: hi, where: x .> hi)
+    let t = x * log2e + magic
+    let fx = t - magic
+    x = x - fx * c1 + fx * c2
+    let z = x * x
+    var y = SIMD16<Float>(repeating: 1.9875691500E-4)
+    y = y * x + SIMD16<Float>(repeating: 1.3981999507E-3)
+    y = y * x + SIMD16<Float>(repeating: 8.3334519073E-3)
+    y = y * x + SIMD16<Float>(repeating: 4.1665795894E-2)
+    y = y * x + SIMD16<Float>(repeating: 1.6666665459E-1)
+    y = y * x + SIMD16<Float>(repeating: 5.0000001201E-1)
+    y = y * z + x + one
+    let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: SIMD16<Float>.self)
+    return v / (one + y * pow2)
 }
