@@ -29,6 +29,7 @@ enum UnetAB {
         "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
         "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
+        "silu4": { Unet3D.setUnrolledSiLU($0 != 0) },   // 1: SiLU loops four vectors per iteration (AVX-512)
         "fres": { Unet3D.fusedResnet = $0 },   // fused ResnetBlock bits: 1 conv-epilogue statistics, 2 norm1 in conv2's fill, 4 one-pass norm2 + res_conv + add, 8 concat-free skips
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
@@ -42,12 +43,22 @@ enum UnetAB {
         let values = parts[1].split(separator: ",").compactMap { Int($0) }
         guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
         var times = [[Double]](repeating: [], count: values.count)
+        var cpu = [[Double]](repeating: [], count: values.count)
+        func cpuSeconds() -> Double {
+            var u = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &u)
+            return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+        }
         for round in 0...rounds {
             for (i, v) in values.enumerated() {
                 set(v)
+                let c0 = cpuSeconds()
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 _ = unet(x, cond: cond, timesteps: [197])
-                if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+                if round > 0 {
+                    times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    cpu[i].append((cpuSeconds() - c0) * 1e3)
+                }
             }
         }
         print("unet-ab \(parts[0]) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
@@ -55,8 +66,12 @@ enum UnetAB {
             let s = times[i].sorted()
             // Paired: this setting's time over the first setting's time in the same round.
             let ratios = zip(times[i], times[0]).map { $0 / $1 }.sorted()
-            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f", parts[0] as NSString, v,
-                         s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2]))
+            // The same for the process's CPU time (user + system) per step: less sensitive to the workers
+            // being descheduled by other load than the wall time.
+            let cpuRatios = zip(cpu[i], cpu[0]).map { $0 / $1 }.sorted()
+            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f   cpu median %7.1f ms, ratio %.3f",
+                         parts[0] as NSString, v, s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2],
+                         cpu[i].sorted()[cpu[i].count / 2], cpuRatios[cpuRatios.count / 2]))
         }
     }
 

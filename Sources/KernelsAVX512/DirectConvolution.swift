@@ -38,11 +38,6 @@ struct VirtualInput {
     /// channel concatenation without the copy.
     var second: UnsafePointer<Float>? = nil
     var split = Int.max
-    /// With `scale`: every real input value becomes act(x·scale[ci] + shift[ci]) as it is gathered
-    /// (act = SiLU when `silu`); zero pads stay zero (the padding of the activated tensor).
-    var scale: UnsafePointer<Float>? = nil
-    var shift: UnsafePointer<Float>? = nil
-    var silu = false
 
     /// Channel `ci`'s [d, h, w] volume.
     @inline(__always) func channel(_ x: UnsafePointer<Float>, _ ci: Int, volume: Int) -> UnsafePointer<Float> {
@@ -64,22 +59,13 @@ private enum Tile {
 }
 
 public enum DirectConvolution {
-    /// Work fused into a convolution (the ResnetBlocks' GroupNorm passes, `Unet3D.fusedResnet`).
+    /// Work fused into a convolution (the ResnetBlocks' GroupNorm statistics, `Unet3D.fusedResnet`).
     public struct Fusion {
-        /// Per input channel (over the concatenation when there is a second input): the convolution reads
-        /// act(x·inputScale[ci] + inputShift[ci]) instead of x (act = SiLU when `inputSiLU`), computed while
-        /// the virtual planes are filled; zero padding stays zero. Stride-1 zero-padded convolutions only.
-        public var inputScale: UnsafePointer<Float>?
-        public var inputShift: UnsafePointer<Float>?
-        public var inputSiLU: Bool
-        /// When set (stride-1 convolutions only): for every output channel co and output plane od,
-        /// `statistics[2·(co·outD + od)]` = Σ y over the plane and `[… + 1]` = Σ (y − c)² with c that sum
-        /// over the plane size (`NormActivationAVX512.moments` of the plane just written).
+        /// When set (stride-1 zero-padded convolutions only): for every output channel co and output plane
+        /// od, `statistics[2·(co·outD + od)]` = Σ y over the plane and `[… + 1]` = Σ (y − c)² with c that
+        /// sum over the plane size (`NormActivationAVX512.moments` of the plane just written, still in L1).
         public var statistics: UnsafeMutablePointer<Float>?
-        public init(inputScale: UnsafePointer<Float>? = nil, inputShift: UnsafePointer<Float>? = nil, inputSiLU: Bool = false,
-                    statistics: UnsafeMutablePointer<Float>? = nil) {
-            self.inputScale = inputScale; self.inputShift = inputShift; self.inputSiLU = inputSiLU; self.statistics = statistics
-        }
+        public init(statistics: UnsafeMutablePointer<Float>? = nil) { self.statistics = statistics }
     }
 
     /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
@@ -151,9 +137,8 @@ public enum DirectConvolution {
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
         var virtual = VirtualInput(step: stride, front: front, replicate: replicate)
         if let secondInput { virtual.second = secondInput; virtual.split = firstChannels }
-        precondition((fusion.inputScale == nil && fusion.statistics == nil) || (phases == 1 && !replicate),
-                     "DirectConvolution: fused input affine and statistics need a stride-1 zero-padded convolution")
-        virtual.scale = fusion.inputScale; virtual.shift = fusion.inputShift; virtual.silu = fusion.inputSiLU
+        precondition(fusion.statistics == nil || (phases == 1 && !replicate),
+                     "DirectConvolution: fused statistics need a stride-1 zero-padded convolution")
         if phases == 1 {
             // Stride 1: W′ is w itself.
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
@@ -626,20 +611,11 @@ public enum DirectConvolution {
             // Rows fh..<fh + h, columns fw..<fw + w (within the pitch: the data always fits).
             let iz = v - fd
             let cols = min(w, pitch - fw), r1 = min(rows, fh + h)
-            let activated = virtual.scale == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: h * w + 16)
-            defer { activated?.deallocate() }
             for ci in channelRange {
                 let src = virtual.channel(x, ci, volume: d * h * w) + iz * h * w
                 let plane = dst + ci * planeFloats + fw
                 if cols > 0 && r1 > max(0, fh) {
-                    if let scale = virtual.scale, let shift = virtual.shift, let act = activated {
-                        // The channel's whole input plane (contiguous) through the affine first, 16 lanes
-                        // at a time without partial vectors per row, then its rows into the padded plane.
-                        NormActivationAVX512.affineRow(src, act, h * w, scale[ci], shift[ci], silu: virtual.silu)
-                        for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, act + (r - fh) * w, cols) }
-                    } else {
-                        for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
-                    }
+                    for r in max(0, fh)..<r1 { copyRow(plane + r * pitch, src + (r - fh) * w, cols) }
                 }
             }
             return
@@ -680,11 +656,6 @@ public enum DirectConvolution {
                                 }
                             }
                             for col in min(pitch, max(end, first))..<pitch { row[col] = edgeHi }
-                            // Zero padding only (checked by `conv3d`): the data columns become act(x·a + o).
-                            if let scale = virtual.scale, let shift = virtual.shift, first < end {
-                                NormActivationAVX512.affineRow(row + first, row + first, end - first, scale[ci], shift[ci],
-                                                               silu: virtual.silu)
-                            }
                         }
                     }
                 }

@@ -111,12 +111,13 @@ public final class Unet3D {
         /// nil when it does not apply (portable path, knob off, convolutions not on the direct kernels).
         func fused(_ a: Tensor, _ b: Tensor?, _ t: Tensor?, _ projected: TimeProjections?) -> Tensor? {
             let bits = Unet3D.fusedResnet
-            guard bits & 7 != 0, KernelContext.useAVX512, Unet3D.fuseResidualAdd, Unet3D.pointwiseGEMM, a.rank == 5 else { return nil }
+            guard bits & 5 != 0, KernelContext.useAVX512, Unet3D.fuseResidualAdd, Unet3D.pointwiseGEMM, a.rank == 5 else { return nil }
             let cin = a.shape[1] + (b?.shape[1] ?? 0), spatial = Array(a.shape[2...])
             guard Unet3D.takesDirect(block1.proj, channels: cin, spatial: spatial),
                   Unet3D.takesDirect(block2.proj, channels: cout, spatial: spatial),
                   resConv.map({ $0.isPointwise }) ?? (cin == cout && b == nil) else { return nil }
             let tap = Unet3D.phaseTap
+            Unet3D.fusedBlocks += 1
             let (scale, shift) = scaleShift(t, projected); tap?("mlp")
             var x1 = a, x2 = b
             if let b, bits & 8 == 0 { x1 = Tensor.concat([a, b], axis: 1); x2 = nil; tap?("concat") }
@@ -133,20 +134,11 @@ public final class Unet3D {
             do {
                 guard case (var c1, let pm1)? = Unet3D.directConvolution(x1, x2, block1.proj, statistics: inConv) else { return nil }
                 tap?("conv1")
-                let s1 = statistics(c1, pm1)
-                if bits & 2 != 0 {
-                    let k1 = NetworkOps.groupNormCoefficients(s1, channels: cout, eps: 1e-5, weight: block1.normWeight,
-                                                              bias: block1.normBias, scale: scale, shift: shift)
-                    tap?("stats1")
-                    guard let r = Unet3D.directConvolution(c1, nil, block2.proj, inputAffine: k1, statistics: inConv) else { return nil }
-                    (c2, pm2) = r
-                } else {
-                    NetworkOps.groupNorm(&c1, groups: 8, eps: 1e-5, weight: block1.normWeight, bias: block1.normBias,
-                                         scale: scale, shift: shift, silu: true, stats: s1)
-                    tap?("norm1")
-                    guard let r = Unet3D.directConvolution(c1, nil, block2.proj, statistics: inConv) else { return nil }
-                    (c2, pm2) = r
-                }
+                NetworkOps.groupNorm(&c1, groups: 8, eps: 1e-5, weight: block1.normWeight, bias: block1.normBias,
+                                     scale: scale, shift: shift, silu: true, stats: statistics(c1, pm1))
+                tap?("norm1")
+                guard let r = Unet3D.directConvolution(c1, nil, block2.proj, statistics: inConv) else { return nil }
+                (c2, pm2) = r
                 tap?("conv2")
             }
             let s2 = statistics(c2, pm2)
@@ -509,12 +501,15 @@ public final class Unet3D {
     /// Bits of the fused ResnetBlock path (`ResnetBlock.fused`: AVX-512 only, blocks whose two (1,3,3)
     /// convolutions take the direct kernels, i.e. the 24² and 12² levels; the others keep the code below):
     /// 1: the convolutions gather each output plane's GroupNorm partial sums as they write it (no
-    /// statistics read pass); 2: the first Block's GroupNorm + scale/shift + SiLU is applied by the second
-    /// convolution while it fills its input planes (the normalised tensor is never written); 4: the second
-    /// Block's GroupNorm + SiLU + residual (the input, or its 1×1 res_conv computed in the same pass) in one
-    /// pass in place over conv2's output; 8: the up blocks' conv1 and res_conv read [h, skip] in place
-    /// (no concatenation). 0: the previous code. Knob `fres` of `tumorbench networks unet-ab`.
+    /// statistics read pass); 4: the second Block's GroupNorm + SiLU + residual (the input, or its 1×1
+    /// res_conv computed in the same pass) in one pass in place over conv2's output; 8 (with 1 or 4): the
+    /// up blocks' conv1 and res_conv read [h, skip] in place (no concatenation). 0: the previous code.
+    /// Knob `fres` of `tumorbench networks unet-ab`. (Bit 2, the first Block's GroupNorm + SiLU applied by
+    /// the second convolution while it fills its input planes, measured slower and was removed.)
     nonisolated(unsafe) public static var fusedResnet = 0
+
+    /// `NormActivationAVX512.unrolledSiLU` (for the `silu4` knob of `tumorbench networks unet-ab`).
+    public static func setUnrolledSiLU(_ on: Bool) { NormActivationAVX512.unrolledSiLU = on }
 
     /// Whether `conv` on `channels` × `spatial` inputs runs on the direct AVX-512 kernels (`directConvolution`).
     static func takesDirect(_ conv: Conv, channels: Int, spatial: [Int]) -> Bool {
@@ -528,11 +523,9 @@ public final class Unet3D {
     }
 
     /// `conv(a)` or `conv(concat([a, b], axis: 1))` (both inputs read in place) on the direct AVX-512
-    /// kernels, or nil when it does not take them. `inputAffine` (per image and input channel): the
-    /// convolution reads SiLU(x·a + o) instead of x; `statistics`: also returns each output plane's
-    /// partial sums (`DirectConvolution.Fusion.statistics`, image after image). Both need stride 1.
-    static func directConvolution(_ a: Tensor, _ b: Tensor?, _ conv: Conv, inputAffine: (a: [Float], o: [Float])? = nil,
-                                  statistics: Bool = false) -> (Tensor, [Float]?)? {
+    /// kernels, or nil when it does not take them. `statistics` (stride 1 only): also returns each output
+    /// plane's partial sums (`DirectConvolution.Fusion.statistics`, image after image).
+    static func directConvolution(_ a: Tensor, _ b: Tensor?, _ conv: Conv, statistics: Bool = false) -> (Tensor, [Float]?)? {
         guard a.rank == 5 else { return nil }
         if let b { guard b.rank == 5, a.shape[0] == b.shape[0], Array(a.shape[2...]) == Array(b.shape[2...]) else { return nil } }
         let w = conv.weight
@@ -540,7 +533,7 @@ public final class Unet3D {
         let cin = c1 + c2
         let k = Array(w.shape[2...]), s = conv.stride, p = conv.pad
         guard takesDirect(conv, channels: cin, spatial: Array(a.shape[2...])) else { return nil }
-        guard (inputAffine == nil && !statistics) || s == [1, 1, 1] else { return nil }
+        guard !statistics || s == [1, 1, 1] else { return nil }
         var o = [0, 0, 0]
         for i in 0..<3 { o[i] = (a.shape[2 + i] + 2 * p[i] - k[i]) / s[i] + 1 }
         let outDims = (o[0], o[1], o[2])
@@ -548,27 +541,23 @@ public final class Unet3D {
         var out = Tensor(uninitialized: [n, cout] + o)
         var moments = [Float](repeating: 0, count: statistics ? 2 * n * cout * o[0] : 0)
         if b != nil { concatFreeConvolutions += 1 }
-        let scales = inputAffine?.a ?? [], shifts = inputAffine?.o ?? []
-        precondition(inputAffine == nil || (scales.count == n * cin && shifts.count == n * cin), "directConvolution: input affine for \(n)×\(cin)")
-        a.withPointer { xa in w.withPointer { wp in out.withMutablePointer { y in
-        scales.withUnsafeBufferPointer { sa in shifts.withUnsafeBufferPointer { so in moments.withUnsafeMutableBufferPointer { mp in
+        a.withPointer { xa in w.withPointer { wp in out.withMutablePointer { y in moments.withUnsafeMutableBufferPointer { mp in
             let bp = conv.bias?.withPointer { $0 }   // held by `conv`
             let xb = b?.withPointer { $0 }           // held by the caller
             for i in 0..<n {
-                let fusion = DirectConvolution.Fusion(
-                    inputScale: inputAffine == nil ? nil : sa.baseAddress! + i * cin,
-                    inputShift: inputAffine == nil ? nil : so.baseAddress! + i * cin, inputSiLU: inputAffine != nil,
-                    statistics: statistics ? mp.baseAddress! + 2 * i * cout * o[0] : nil)
+                let fusion = DirectConvolution.Fusion(statistics: statistics ? mp.baseAddress! + 2 * i * cout * o[0] : nil)
                 DirectConvolution.conv3d(input: xa + i * c1 * inSpatial, channels: cin, inputDims: (a.shape[2], a.shape[3], a.shape[4]),
                                          weight: wp, outChannels: cout, kernel: (k[0], k[1], k[2]), stride: (s[0], s[1], s[2]),
                                          front: (p[0], p[1], p[2]), replicate: false, bias: bp, output: y + i * cout * outSpatial,
                                          outputDims: outDims, threads: KernelContext.threads,
                                          secondInput: xb.map { $0 + i * c2 * inSpatial }, firstChannels: c1, fusion: fusion)
             }
-        }}}
-        }}}
+        }}}}
         return (out, statistics ? moments : nil)
     }
+
+    /// How many ResnetBlocks ran the fused path so far in this process (for tests).
+    nonisolated(unsafe) public private(set) static var fusedBlocks = 0
 
     /// How many convolutions ran concat-free so far in this process (for tests).
     nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
