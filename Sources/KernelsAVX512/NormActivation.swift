@@ -11,10 +11,6 @@ private typealias F16 = SIMD16<Float>
 private typealias F8 = SIMD8<Float>
 
 public enum NormActivationAVX512 {
-    /// Whether the SiLU loops run four independent vectors per iteration (true, default) or one (false:
-    /// the previous loop). The same floats either way. Knob `silu4` of `tumorbench networks unet-ab`.
-    nonisolated(unsafe) public static var unrolledSiLU = true
-
     /// dst[i] = act(src[i]·a + o), act = SiLU (v / (1 + exp(−v))) or the identity, for i < n rounded down
     /// to a multiple of 16; returns that count (the caller does the tail). `dst` may be `src`.
     public static func affine(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ n: Int,
@@ -25,26 +21,33 @@ public enum NormActivationAVX512 {
         if silu {
             // v / (1 + exp(−v)) with the portable `NetworkOps.fastExp` written out operation for operation
             // (Cephes polynomial, input clamped to [−87.3, 88.3], 2ⁿ from the 1.5·2²³ + 127 rounding).
-            // One vector's operations form a ~110-cycle dependency chain: four independent vectors per
-            // iteration (`unrolledSiLU`) keep the FMA ports busy where one at a time left them waiting on
-            // latency (the scheduler's window holds only ~3 iterations). The same operations per element.
-            if unrolledSiLU {
-                while j + 64 <= n {
-                    let v0 = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
-                    let v1 = s.loadUnaligned(fromByteOffset: 4 * j + 64, as: F16.self) * av + ov
-                    let v2 = s.loadUnaligned(fromByteOffset: 4 * j + 128, as: F16.self) * av + ov
-                    let v3 = s.loadUnaligned(fromByteOffset: 4 * j + 192, as: F16.self) * av + ov
-                    let (r0, r1, r2, r3) = siluVectors4(v0, v1, v2, v3)
-                    d.storeBytes(of: r0, toByteOffset: 4 * j, as: F16.self)
-                    d.storeBytes(of: r1, toByteOffset: 4 * j + 64, as: F16.self)
-                    d.storeBytes(of: r2, toByteOffset: 4 * j + 128, as: F16.self)
-                    d.storeBytes(of: r3, toByteOffset: 4 * j + 192, as: F16.self)
-                    j += 64
-                }
-            }
+            // Written inline: a helper taking and returning SIMD16 is not inlined here and passes its
+            // vectors through memory.
+            let lo = F16(repeating: -87.3), hi = F16(repeating: 88.3)
+            let magic = F16(repeating: 12_583_039), log2e = F16(repeating: 1.44269504088896341)
+            let c1 = F16(repeating: 0.693359375), c2 = F16(repeating: 2.12194440e-4)
+            let p0 = F16(repeating: 1.9875691500E-4), p1 = F16(repeating: 1.3981999507E-3)
+            let p2 = F16(repeating: 8.3334519073E-3), p3 = F16(repeating: 4.1665795894E-2)
+            let p4 = F16(repeating: 1.6666665459E-1), p5 = F16(repeating: 5.0000001201E-1)
+            let one = F16(repeating: 1)
             while j + 16 <= n {
                 let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
-                d.storeBytes(of: siluVector(v), toByteOffset: 4 * j, as: F16.self)
+                let x0 = -v
+                var x = x0.replacing(with: lo, where: x0 .< lo)
+                x.replace(with: hi, where: x .> hi)
+                let t = x * log2e + magic
+                let fx = t - magic
+                x = x - fx * c1 + fx * c2
+                let z = x * x
+                var y = p0
+                y = y * x + p1
+                y = y * x + p2
+                y = y * x + p3
+                y = y * x + p4
+                y = y * x + p5
+                y = y * z + x + one
+                let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: F16.self)
+                d.storeBytes(of: v / (one + y * pow2), toByteOffset: 4 * j, as: F16.self)
                 j += 16
             }
         } else {
@@ -128,39 +131,4 @@ func siluVector(_ v: SIMD16<Float>) -> SIMD16<Float> {
     y = y * z + x + one
     let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: SIMD16<Float>.self)
     return v / (one + y * pow2)
-}
-
-/// `siluVector` of four vectors, their operations interleaved step by step (four independent chains).
-@_transparent
-func siluVectors4(_ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>)
-    -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
-    typealias F = SIMD16<Float>
-    let lo = F(repeating: -87.3), hi = F(repeating: 88.3)
-    let magic = F(repeating: 12_583_039), log2e = F(repeating: 1.44269504088896341)
-    let c1 = F(repeating: 0.693359375), c2 = F(repeating: 2.12194440e-4)
-    let p0 = F(repeating: 1.9875691500E-4), p1 = F(repeating: 1.3981999507E-3)
-    let p2 = F(repeating: 8.3334519073E-3), p3 = F(repeating: 4.1665795894E-2)
-    let p4 = F(repeating: 1.6666665459E-1), p5 = F(repeating: 5.0000001201E-1)
-    let one = F(repeating: 1)
-    let n0 = -v0, n1 = -v1, n2 = -v2, n3 = -v3
-    var x0 = n0.replacing(with: lo, where: n0 .< lo), x1 = n1.replacing(with: lo, where: n1 .< lo)
-    var x2 = n2.replacing(with: lo, where: n2 .< lo), x3 = n3.replacing(with: lo, where: n3 .< lo)
-    x0.replace(with: hi, where: x0 .> hi); x1.replace(with: hi, where: x1 .> hi)
-    x2.replace(with: hi, where: x2 .> hi); x3.replace(with: hi, where: x3 .> hi)
-    let t0 = x0 * log2e + magic, t1 = x1 * log2e + magic, t2 = x2 * log2e + magic, t3 = x3 * log2e + magic
-    let f0 = t0 - magic, f1 = t1 - magic, f2 = t2 - magic, f3 = t3 - magic
-    x0 = x0 - f0 * c1 + f0 * c2; x1 = x1 - f1 * c1 + f1 * c2
-    x2 = x2 - f2 * c1 + f2 * c2; x3 = x3 - f3 * c1 + f3 * c2
-    let z0 = x0 * x0, z1 = x1 * x1, z2 = x2 * x2, z3 = x3 * x3
-    var y0 = p0 * x0 + p1, y1 = p0 * x1 + p1, y2 = p0 * x2 + p1, y3 = p0 * x3 + p1
-    y0 = y0 * x0 + p2; y1 = y1 * x1 + p2; y2 = y2 * x2 + p2; y3 = y3 * x3 + p2
-    y0 = y0 * x0 + p3; y1 = y1 * x1 + p3; y2 = y2 * x2 + p3; y3 = y3 * x3 + p3
-    y0 = y0 * x0 + p4; y1 = y1 * x1 + p4; y2 = y2 * x2 + p4; y3 = y3 * x3 + p4
-    y0 = y0 * x0 + p5; y1 = y1 * x1 + p5; y2 = y2 * x2 + p5; y3 = y3 * x3 + p5
-    y0 = y0 * z0 + x0 + one; y1 = y1 * z1 + x1 + one; y2 = y2 * z2 + x2 + one; y3 = y3 * z3 + x3 + one
-    let e0 = unsafeBitCast(unsafeBitCast(t0, to: SIMD16<UInt32>.self) &<< 23, to: F.self)
-    let e1 = unsafeBitCast(unsafeBitCast(t1, to: SIMD16<UInt32>.self) &<< 23, to: F.self)
-    let e2 = unsafeBitCast(unsafeBitCast(t2, to: SIMD16<UInt32>.self) &<< 23, to: F.self)
-    let e3 = unsafeBitCast(unsafeBitCast(t3, to: SIMD16<UInt32>.self) &<< 23, to: F.self)
-    return (v0 / (one + y0 * e0), v1 / (one + y1 * e1), v2 / (one + y2 * e2), v3 / (one + y3 * e3))
 }

@@ -504,12 +504,12 @@ public final class Unet3D {
     /// statistics read pass); 4: the second Block's GroupNorm + SiLU + residual (the input, or its 1×1
     /// res_conv computed in the same pass) in one pass in place over conv2's output; 8 (with 1 or 4): the
     /// up blocks' conv1 and res_conv read [h, skip] in place (no concatenation). 0: the previous code.
-    /// Knob `fres` of `tumorbench networks unet-ab`. (Bit 2, the first Block's GroupNorm + SiLU applied by
-    /// the second convolution while it fills its input planes, measured slower and was removed.)
-    nonisolated(unsafe) public static var fusedResnet = 0
-
-    /// `NormActivationAVX512.unrolledSiLU` (for the `silu4` knob of `tumorbench networks unet-ab`).
-    public static func setUnrolledSiLU(_ on: Bool) { NormActivationAVX512.unrolledSiLU = on }
+    /// Default 13 (all three). Knob `fres` of `tumorbench networks unet-ab`; measured in session 6
+    /// (Benchmarks/results/networks.md): ResnetBlock time outside the convolutions 8.3 → 5.9 ms per step,
+    /// step CPU samples −2 to −3%, paired step ratios 0.95–1.00 under load 4–6. (Bit 2, the first Block's
+    /// GroupNorm + SiLU applied by the second convolution while it fills its input planes, measured slower
+    /// and was removed.)
+    nonisolated(unsafe) public static var fusedResnet = 13
 
     /// Whether `conv` on `channels` × `spatial` inputs runs on the direct AVX-512 kernels (`directConvolution`).
     static func takesDirect(_ conv: Conv, channels: Int, spatial: [Int]) -> Bool {
