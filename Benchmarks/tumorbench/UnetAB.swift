@@ -29,7 +29,8 @@ enum UnetAB {
         "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
         "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
-        "fres": { Unet3D.fusedResnet = $0 },   // fused ResnetBlock bits: 1 conv-epilogue statistics, 2 norm1 in conv2's fill, 4 one-pass norm2 + res_conv + add, 8 concat-free skips
+        "fres": { Unet3D.fusedResnet = $0 },   // fused ResnetBlock bits: 1 conv-epilogue statistics, 4 one-pass norm2 + res_conv + add, 8 concat-free skips (default 13)
+        "rband": { ResidualEpilogueAVX512.bandColumns = $0 },   // columns per band of the fused res_conv (32: one tile at a time)
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]

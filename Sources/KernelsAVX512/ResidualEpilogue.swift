@@ -8,6 +8,9 @@
 // Only call these after checking that the CPU has AVX-512F (this module is compiled for it).
 
 public enum ResidualEpilogueAVX512 {
+    /// Most columns per band of `normalizeAddResidual`'s res_conv (a multiple of 32; 32: one tile at a time).
+    nonisolated(unsafe) public static var bandColumns = 128
+
     /// `w` (rows × cols, row-major) as `kernel12x2` reads it: [block of 12 rows][col][row in block], the
     /// last block's missing rows zero.
     public static func packWeight(_ w: UnsafePointer<Float>, rows: Int, cols: Int) -> [Float] {
@@ -57,52 +60,59 @@ public enum ResidualEpilogueAVX512 {
             return
         }
         let blocks = (channels + 11) / 12, cin = c1 + c2
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: 12 * 32)
-        defer { tile.deallocate() }
-        // Each 32-column tile's inputs are copied into a contiguous panel first (zero-padded for the last,
-        // partial tile): read in place, the input rows (row stride s: 55 296 bytes on the 24³ level, every
-        // row at one of two 4 KiB offsets) fall into two L1 sets and evict each other between the row blocks.
-        let panel = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cin) * 32)
+        // Columns in bands of up to `band` (a multiple of 32, its input panel ≤ 24 KiB): the band's inputs
+        // are copied into a contiguous panel first, tile by tile ([32-column tile][cin][32], zero-padded past
+        // the last column), reading each input row as one run of `band` floats. Read in place, the input
+        // rows (row stride s: 55 296 bytes on the 24³ level, every row at one of two 4 KiB offsets) fall
+        // into two L1 sets and evict each other between the row blocks. The res_conv results go to a
+        // [channel][band] scratch; the epilogue then walks each output row of the band contiguously.
+        let band = max(32, min(bandColumns, (24 << 10) / (4 * 32 * max(1, cin)) * 32))
+        let tiles = band / 32
+        let panel = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cin) * band)
         defer { panel.deallocate() }
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: blocks * 12 * band)
+        defer { scratch.deallocate() }
         var zero = 0
         var j = j0
         while j < j1 {
-            let width = min(32, j1 - j)
-            if width == 32 {
-                if let x1 { for k in 0..<c1 { let q = x1 + k * s + j; store(panel + k * 32, load(q)); store(panel + k * 32 + 16, load(q + 16)) } }
-                if let x2 {
-                    for k in 0..<c2 { let q = x2 + k * s + j; store(panel + (c1 + k) * 32, load(q)); store(panel + (c1 + k) * 32 + 16, load(q + 16)) }
-                }
-            } else {
-                panel.update(repeating: 0, count: max(1, cin) * 32)
-                if let x1 { for k in 0..<c1 { (panel + k * 32).update(from: x1 + k * s + j, count: width) } }
-                if let x2 { for k in 0..<c2 { (panel + (c1 + k) * 32).update(from: x2 + k * s + j, count: width) } }
-            }
-            for blk in 0..<blocks {
-                // [x1; x2] is one contiguous panel of cin rows: one K loop over both halves.
-                if cin > 0 { kernel12x2(panel, 32, cin, &zero, 1, weight + blk * cin * 12, tile, 32, false) } else {
-                    tile.update(repeating: 0, count: 12 * 32)
-                }
-                for r in 0..<min(12, channels - blk * 12) {
-                    let c = blk * 12 + r
-                    let av = V(repeating: a[c]), ov = V(repeating: o[c]), bv = V(repeating: bias?[c] ?? 0)
-                    let hp = h + c * s + j, tp = tile + r * 32
-                    if width == 32 {
-                        let v0 = load(hp) * av + ov, v1 = load(hp + 16) * av + ov
-                        store(hp, (silu ? siluVector(v0) : v0) + (load(tp) + bv))
-                        store(hp + 16, (silu ? siluVector(v1) : v1) + (load(tp + 16) + bv))
+            let width = min(band, j1 - j), used = (width + 31) / 32
+            for k in 0..<cin {
+                let row = k < c1 ? x1! + k * s + j : x2! + (k - c1) * s + j
+                for t in 0..<used {
+                    let d = panel + (t * cin + k) * 32, c0 = t * 32
+                    if c0 + 32 <= width {
+                        store(d, load(row + c0)); store(d + 16, load(row + c0 + 16))
                     } else {
-                        var q = 0
-                        while q < width {
-                            let n = min(16, width - q)
-                            var t = V.zero
-                            for i in 0..<n { t[i] = hp[q + i] }
-                            let v = t * av + ov
-                            let y = (silu ? siluVector(v) : v) + (load(tp + q) + bv)
-                            for i in 0..<n { hp[q + i] = y[i] }
-                            q += 16
-                        }
+                        d.update(from: row + c0, count: width - c0)
+                        (d + width - c0).update(repeating: 0, count: 32 - (width - c0))
                     }
+                }
+            }
+            for t in 0..<used {
+                for blk in 0..<blocks {
+                    // [x1; x2] is one contiguous panel of cin rows: one K loop over both halves.
+                    let out = scratch + blk * 12 * band + t * 32
+                    if cin > 0 { kernel12x2(panel + t * cin * 32, 32, cin, &zero, 1, weight + blk * cin * 12, out, band, false) } else {
+                        for r in 0..<12 { (out + r * band).update(repeating: 0, count: 32) }
+                    }
+                }
+            }
+            for c in 0..<channels {
+                let av = V(repeating: a[c]), ov = V(repeating: o[c]), bv = V(repeating: bias?[c] ?? 0)
+                let hp = h + c * s + j, tp = scratch + (c / 12) * 12 * band + (c % 12) * band
+                var q = 0
+                while q + 16 <= width {
+                    let v = load(hp + q) * av + ov
+                    store(hp + q, (silu ? siluVector(v) : v) + (load(tp + q) + bv))
+                    q += 16
+                }
+                if q < width {
+                    let n = width - q
+                    var t = V.zero
+                    for i in 0..<n { t[i] = hp[q + i] }
+                    let v = t * av + ov
+                    let y = (silu ? siluVector(v) : v) + (load(tp + q) + bv)
+                    for i in 0..<n { hp[q + i] = y[i] }
                 }
             }
             j += width
