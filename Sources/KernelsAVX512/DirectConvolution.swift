@@ -59,6 +59,15 @@ private enum Tile {
 }
 
 public enum DirectConvolution {
+    /// Work fused into a convolution (the ResnetBlocks' GroupNorm statistics, `Unet3D.fusedResnet`).
+    public struct Fusion {
+        /// When set (stride-1 zero-padded convolutions only): for every output channel co and output plane
+        /// od, `statistics[2·(co·outD + od)]` = Σ y over the plane and `[… + 1]` = Σ (y − c)² with c that
+        /// sum over the plane size (`NormActivationAVX512.moments` of the plane just written, still in L1).
+        public var statistics: UnsafeMutablePointer<Float>?
+        public init(statistics: UnsafeMutablePointer<Float>? = nil) { self.statistics = statistics }
+    }
+
     /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
     nonisolated(unsafe) public static var channelChunkBytes = 32 << 10
 
@@ -121,7 +130,7 @@ public enum DirectConvolution {
                               stride: (Int, Int, Int), front: (Int, Int, Int), replicate: Bool,
                               bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                               outputDims: (Int, Int, Int), threads: Int,
-                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0,
+                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0, fusion: Fusion = Fusion(),
                               addend: UnsafePointer<Float>? = nil) {
         let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
         let o = [outputDims.0, outputDims.1, outputDims.2]
@@ -132,11 +141,13 @@ public enum DirectConvolution {
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
         var virtual = VirtualInput(step: stride, front: front, replicate: replicate)
         if let secondInput { virtual.second = secondInput; virtual.split = firstChannels }
+        precondition(fusion.statistics == nil || (phases == 1 && !replicate),
+                     "DirectConvolution: fused statistics need a stride-1 zero-padded convolution")
         if phases == 1 {
             // Stride 1: W′ is w itself.
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
                 weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads,
-                addend: addend)
+                statistics: fusion.statistics, addend: addend)
             return
         }
         let tapCount = taps[0] * taps[1] * taps[2]
@@ -231,7 +242,7 @@ public enum DirectConvolution {
                     virtual: VirtualInput, dims: [[PhaseDim]], outStride: (Int, Int, Int),
                     weights: [UnsafePointer<Float>], outChannels cout: Int, bias: UnsafePointer<Float>?,
                     output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int,
-                    addend: UnsafePointer<Float>? = nil) {
+                    statistics: UnsafeMutablePointer<Float>? = nil, addend: UnsafePointer<Float>? = nil) {
         let (sd, sh, sw) = virtual.step
         let channels = cin * sd * sh * sw
         let (outD, outH, outW) = outputDims
@@ -346,6 +357,10 @@ public enum DirectConvolution {
                             } else if vectorRows { copyRow(d + r * outW, s + r * pitch, dw.count, adding: b) } else {
                                 for c in 0..<dw.count { d[r * outW + c] = s[r * pitch + c] + b }
                             }
+                        }
+                        if let statistics {
+                            let (sum, centred) = NormActivationAVX512.moments(y + co * outSpatial + od * outPlane, outPlane)
+                            statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
                         }
                     }
                 }
@@ -494,6 +509,10 @@ public enum DirectConvolution {
                                 } else {
                                     for c in 0..<dw.count { d[c * outStride.2] = s[c] + b }
                                 }
+                            }
+                            if let statistics {   // one phase, stride 1: the plane is contiguous and in L1
+                                let (sum, centred) = NormActivationAVX512.moments(dstC, outPlane)
+                                statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
                             }
                         }
                     }
