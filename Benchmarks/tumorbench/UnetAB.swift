@@ -15,6 +15,7 @@ enum UnetAB {
         "spatial": { UnetAttention.spatialBatched = $0 },
         "theads": { UnetAttention.temporalHeadGroups = $0 },
         "fold": { UnetAttention.cacheFoldedWeights = $0 },
+        "wkt": { UnetAttention.cacheKeyWeightsTransposed = $0 != 0 },   // 1: spatial attention Wkᵀ built at load, 0: per call
         "sctx": { UnetAttention.spatialContextKernel = $0 },
         "attn": { UnetAttention.sessionDefaults($0 != 0) },
         "fused": { UnetAttention.fusedPasses = $0 },
@@ -29,6 +30,9 @@ enum UnetAB {
         "tmlp": { Unet3D.batchedTimeMLP = $0 != 0 },   // 1: all ResnetBlocks' time-MLP projections as one GEMM per step
         "panel": { WholeIm2col.panelGEMM = $0 & 1 != 0; WholeIm2col.panelPointwise = $0 & 2 != 0 },   // bit 0: whole-im2col convs, bit 1: 1×1 convs on PanelGEMM
         "norminplace": { Unet3D.normsInPlace = $0 != 0 },   // 0: GroupNorm passes copy their input first (the session-4 path)
+        "condshare": { Unet3D.reuseConditionShare = $0 != 0 },   // 1: the condition's init-conv share prepared once per run (outside the timed step), 0: convolve [x, cond] every step
+        "fres": { Unet3D.fusedResnet = $0 },   // fused ResnetBlock bits: 1 conv-epilogue statistics, 4 one-pass norm2 + res_conv + add, 8 concat-free skips (default 13)
+        "rband": { ResidualEpilogueAVX512.bandColumns = $0 },   // columns per band of the fused res_conv (32: one tile at a time)
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "tcache": { Tensor.transposedPhaseWeightCache = $0 != 0 },   // 1: whole-im2col convT phase weights kept per weight tensor, one output pass
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
@@ -42,12 +46,30 @@ enum UnetAB {
         let values = parts[1].split(separator: ",").compactMap { Int($0) }
         guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
         var times = [[Double]](repeating: [], count: values.count)
+        // Also the time from the call to the init conv's output (relative-position bias, scratch, init conv).
+        var initTimes = [[Double]](repeating: [], count: values.count)
+        // Each setting's condition prepared once, outside the timed steps, as a sampler does per run.
+        let prepared = values.map { v in set(v); return unet.prepare(cond: cond) }
+        var cpu = [[Double]](repeating: [], count: values.count)
+        func cpuSeconds() -> Double {
+            var u = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &u)
+            return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6
+        }
         for round in 0...rounds {
             for (i, v) in values.enumerated() {
                 set(v)
+                let c0 = cpuSeconds()
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                _ = unet(x, cond: cond, timesteps: [197])
-                if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+                var tInit = t0
+                _ = unet(x, prepared: prepared[i], timesteps: [197], taps: { name, _ in
+                    if name == "init_conv" { tInit = DispatchTime.now().uptimeNanoseconds }
+                })
+                if round > 0 {
+                    times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                    initTimes[i].append(Double(tInit - t0) / 1e6)
+                    cpu[i].append((cpuSeconds() - c0) * 1e3)
+                }
             }
         }
         print("unet-ab \(parts[0]) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
@@ -55,8 +77,13 @@ enum UnetAB {
             let s = times[i].sorted()
             // Paired: this setting's time over the first setting's time in the same round.
             let ratios = zip(times[i], times[0]).map { $0 / $1 }.sorted()
-            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f", parts[0] as NSString, v,
-                         s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2]))
+            let si = initTimes[i].sorted()
+            // The same for the process's CPU time (user + system) per step: less sensitive to the workers
+            // being descheduled by other load than the wall time.
+            let cpuRatios = zip(cpu[i], cpu[0]).map { $0 / $1 }.sorted()
+            print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f   cpu median %7.1f ms, ratio %.3f   (to init_conv: min %.2f ms, median %.2f ms)",
+                         parts[0] as NSString, v, s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2],
+                         cpu[i].sorted()[cpu[i].count / 2], cpuRatios[cpuRatios.count / 2], si[0], si[si.count / 2]))
         }
     }
 

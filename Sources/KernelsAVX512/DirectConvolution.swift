@@ -59,6 +59,15 @@ private enum Tile {
 }
 
 public enum DirectConvolution {
+    /// Work fused into a convolution (the ResnetBlocks' GroupNorm statistics, `Unet3D.fusedResnet`).
+    public struct Fusion {
+        /// When set (stride-1 zero-padded convolutions only): for every output channel co and output plane
+        /// od, `statistics[2·(co·outD + od)]` = Σ y over the plane and `[… + 1]` = Σ (y − c)² with c that
+        /// sum over the plane size (`NormActivationAVX512.moments` of the plane just written, still in L1).
+        public var statistics: UnsafeMutablePointer<Float>?
+        public init(statistics: UnsafeMutablePointer<Float>? = nil) { self.statistics = statistics }
+    }
+
     /// L1 budget of one channel chunk (input window plus weights), in bytes. 0 or less: no chunking.
     nonisolated(unsafe) public static var channelChunkBytes = 32 << 10
 
@@ -113,12 +122,16 @@ public enum DirectConvolution {
     /// out = (in + front + back − k)/stride + 1 (the caller checked the sizes).
     /// With `secondInput`, input channels `firstChannels..<cin` are read from it instead of `x` (the
     /// convolution of a channel concatenation [x, second] without building it).
+    /// With `addend` ([cout, outD, outH, outW] like `y`, not overlapping it), `y = conv3d(x, w) + bias + addend`:
+    /// the addend is added while the output is copied out (e.g. a precomputed convolution of other input
+    /// channels, the Unet's condition share of its init conv).
     public static func conv3d(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
                               weight w: UnsafePointer<Float>, outChannels cout: Int, kernel: (Int, Int, Int),
                               stride: (Int, Int, Int), front: (Int, Int, Int), replicate: Bool,
                               bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                               outputDims: (Int, Int, Int), threads: Int,
-                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0) {
+                              secondInput: UnsafePointer<Float>? = nil, firstChannels: Int = 0, fusion: Fusion = Fusion(),
+                              addend: UnsafePointer<Float>? = nil) {
         let k = [kernel.0, kernel.1, kernel.2], s = [stride.0, stride.1, stride.2]
         let o = [outputDims.0, outputDims.1, outputDims.2]
         let taps = (0..<3).map { (k[$0] + s[$0] - 1) / s[$0] }
@@ -128,10 +141,13 @@ public enum DirectConvolution {
         // W′[co, (ci, a, b, c), jd, jh, jw] = w[co, ci, a + sD·jd, b + sH·jh, c + sW·jw] (0 past the kernel).
         var virtual = VirtualInput(step: stride, front: front, replicate: replicate)
         if let secondInput { virtual.second = secondInput; virtual.split = firstChannels }
+        precondition(fusion.statistics == nil || (phases == 1 && !replicate),
+                     "DirectConvolution: fused statistics need a stride-1 zero-padded convolution")
         if phases == 1 {
             // Stride 1: W′ is w itself.
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
-                weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads)
+                weights: [w], outChannels: cout, bias: bias, output: y, outputDims: outputDims, threads: threads,
+                statistics: fusion.statistics, addend: addend)
             return
         }
         let tapCount = taps[0] * taps[1] * taps[2]
@@ -153,7 +169,7 @@ public enum DirectConvolution {
         packed.withUnsafeBufferPointer { p in
             run(input: x, channels: cin, inputDims: inputDims, virtual: virtual, dims: dims, outStride: (1, 1, 1),
                 weights: [p.baseAddress!], outChannels: cout, bias: bias, output: y, outputDims: outputDims,
-                threads: threads)
+                threads: threads, addend: addend)
         }
     }
 
@@ -221,11 +237,12 @@ public enum DirectConvolution {
 
     /// The engine: every output plane od of every phase: fill the virtual planes it reads (ring),
     /// then for each (H, W) phase compute the flattened grid in tiles into a scratch plane, and
-    /// add the bias while copying the valid positions to the output.
+    /// add the bias (and `addend`, laid out like the output) while copying the valid positions to the output.
     static func run(input x: UnsafePointer<Float>, channels cin: Int, inputDims: (Int, Int, Int),
                     virtual: VirtualInput, dims: [[PhaseDim]], outStride: (Int, Int, Int),
                     weights: [UnsafePointer<Float>], outChannels cout: Int, bias: UnsafePointer<Float>?,
-                    output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int) {
+                    output y: UnsafeMutablePointer<Float>, outputDims: (Int, Int, Int), threads: Int,
+                    statistics: UnsafeMutablePointer<Float>? = nil, addend: UnsafePointer<Float>? = nil) {
         let (sd, sh, sw) = virtual.step
         let channels = cin * sd * sh * sw
         let (outD, outH, outW) = outputDims
@@ -332,11 +349,18 @@ public enum DirectConvolution {
                 func copyOut(_ src: UnsafeMutablePointer<Float>, _ od: Int, _ c0: Int, _ c1: Int) {
                     for co in c0..<c1 {
                         let b = bias?[co] ?? 0
-                        let s = src + co * scratchPitch, d = y + co * outSpatial + od * outPlane + dh.start * outW + dw.start
+                        let offset = co * outSpatial + od * outPlane + dh.start * outW + dw.start
+                        let s = src + co * scratchPitch, d = y + offset
                         for r in 0..<dh.count {
-                            if vectorRows { copyRow(d + r * outW, s + r * pitch, dw.count, adding: b) } else {
+                            if let addend {
+                                copyRow(d + r * outW, s + r * pitch, dw.count, adding: b, plus: addend + offset + r * outW)
+                            } else if vectorRows { copyRow(d + r * outW, s + r * pitch, dw.count, adding: b) } else {
                                 for c in 0..<dw.count { d[r * outW + c] = s[r * pitch + c] + b }
                             }
+                        }
+                        if let statistics {
+                            let (sum, centred) = NormActivationAVX512.moments(y + co * outSpatial + od * outPlane, outPlane)
+                            statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
                         }
                     }
                 }
@@ -407,7 +431,7 @@ public enum DirectConvolution {
                 for phh in 0..<dims[1].count {
                     // Two W phases that tile the output row (stride 2 in W, both with taps): computed
                     // first, then written out interleaved, whole rows at a time.
-                    let pair = dd.taps > 0 && dims[1][phh].taps > 0
+                    let pair = addend == nil && dd.taps > 0 && dims[1][phh].taps > 0
                         ? interleavablePair(dims[2], outW: outW, stride: outStride.2) : nil
                     for pw in 0..<dims[2].count {
                         let dh = dims[1][phh], dw = dims[2][pw]
@@ -420,7 +444,8 @@ public enum DirectConvolution {
                             for co in 0..<cout {
                                 let b = bias?[co] ?? 0
                                 for r in 0..<dh.count { for c in 0..<dw.count {
-                                    out[co * outSpatial + (oh0 + r * outStride.1) * outW + ow0 + c * outStride.2] = b
+                                    let i = co * outSpatial + (oh0 + r * outStride.1) * outW + ow0 + c * outStride.2
+                                    out[i] = b + (addend?[od * outPlane + i] ?? 0)
                                 }}
                             }
                             continue
@@ -472,12 +497,22 @@ public enum DirectConvolution {
                             for r in 0..<dh.count {
                                 let s = src + r * pitch
                                 let d = dstC + (oh0 + r * outStride.1) * outW + ow0
+                                if let addend {
+                                    let a = addend + (d - y)
+                                    if outStride.2 == 1 { copyRow(d, s, dw.count, adding: b, plus: a); continue }
+                                    for c in 0..<dw.count { d[c * outStride.2] = s[c] + b + a[c * outStride.2] }
+                                    continue
+                                }
                                 if outStride.2 == 1 {
                                     if vectorRows { copyRow(d, s, dw.count, adding: b); continue }
                                     for c in 0..<dw.count { d[c] = s[c] + b }
                                 } else {
                                     for c in 0..<dw.count { d[c * outStride.2] = s[c] + b }
                                 }
+                            }
+                            if let statistics {   // one phase, stride 1: the plane is contiguous and in L1
+                                let (sum, centred) = NormActivationAVX512.moments(dstC, outPlane)
+                                statistics[2 * (co * outD + od)] = sum; statistics[2 * (co * outD + od) + 1] = centred
                             }
                         }
                     }
@@ -544,6 +579,21 @@ public enum DirectConvolution {
             UnsafeMutableRawPointer(d + n - 8).storeBytes(of: hi, as: SIMD8<Float>.self)
         } else {
             for i in 0..<n { d[i] = s[i] + bias }
+        }
+    }
+
+    /// `d[i] = s[i] + bias + a[i]` for i < n, as 16-float vectors (the last one overlapping the previous:
+    /// `d` must not overlap `a`), scalar below 16.
+    @inline(__always)
+    static func copyRow(_ d: UnsafeMutablePointer<Float>, _ s: UnsafePointer<Float>, _ n: Int, adding bias: Float,
+                        plus a: UnsafePointer<Float>) {
+        if n >= 16 {
+            let b = V(repeating: bias)
+            var c = 0
+            while c + 16 <= n { store(d + c, load(s + c) + b + load(a + c)); c += 16 }
+            if c < n { store(d + n - 16, load(s + n - 16) + b + load(a + n - 16)) }
+        } else {
+            for i in 0..<n { d[i] = s[i] + bias + a[i] }
         }
     }
 

@@ -106,3 +106,29 @@ public enum NormActivationAVX512 {
         while j < n { d[j] += s[j]; j += 1 }
     }
 }
+
+/// v / (1 + exp(−v)) with `NetworkOps.fastExp`'s operations (the loop of `NormActivationAVX512.affine`
+/// written as a helper; transparent so that its vectors stay in zmm registers).
+@_transparent
+func siluVector(_ v: SIMD16<Float>) -> SIMD16<Float> {
+    let lo = SIMD16<Float>(repeating: -87.3), hi = SIMD16<Float>(repeating: 88.3)
+    let magic = SIMD16<Float>(repeating: 12_583_039), log2e = SIMD16<Float>(repeating: 1.44269504088896341)
+    let c1 = SIMD16<Float>(repeating: 0.693359375), c2 = SIMD16<Float>(repeating: 2.12194440e-4)
+    let one = SIMD16<Float>(repeating: 1)
+    let x0 = -v
+    var x = x0.replacing(with: lo, where: x0 .< lo)
+    x.replace(with: hi, where: x .> hi)
+    let t = x * log2e + magic
+    let fx = t - magic
+    x = x - fx * c1 + fx * c2
+    let z = x * x
+    var y = SIMD16<Float>(repeating: 1.9875691500E-4)
+    y = y * x + SIMD16<Float>(repeating: 1.3981999507E-3)
+    y = y * x + SIMD16<Float>(repeating: 8.3334519073E-3)
+    y = y * x + SIMD16<Float>(repeating: 4.1665795894E-2)
+    y = y * x + SIMD16<Float>(repeating: 1.6666665459E-1)
+    y = y * x + SIMD16<Float>(repeating: 5.0000001201E-1)
+    y = y * z + x + one
+    let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: SIMD16<Float>.self)
+    return v / (one + y * pow2)
+}

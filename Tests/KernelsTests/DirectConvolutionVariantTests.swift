@@ -78,8 +78,9 @@ final class DirectConvolutionVariantTests: XCTestCase {
         let unet = try Unet3DGoldenTests.model.get()
         var rng = SeededRandom(seed: 41)
         let x = rng.tensor([1, 8, 8, 16, 16]), cond = rng.tensor([1, unet.architecture.inputChannels - 8, 8, 16, 16])
-        let saved = (Unet3D.concatFreeSkips, KernelContext.useAVX512)
-        defer { (Unet3D.concatFreeSkips, KernelContext.useAVX512) = saved }
+        let saved = (Unet3D.concatFreeSkips, KernelContext.useAVX512, Unet3D.fusedResnet)
+        defer { (Unet3D.concatFreeSkips, KernelContext.useAVX512, Unet3D.fusedResnet) = saved }
+        Unet3D.fusedResnet = 0   // the session-5 switch alone (the fused blocks read their skips in place too)
         for avx in CPUFeatures.hasAVX512F ? [false, true] : [false] {
             KernelContext.useAVX512 = avx
             Unet3D.concatFreeSkips = false

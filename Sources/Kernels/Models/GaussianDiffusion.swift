@@ -54,13 +54,15 @@ public final class GaussianDiffusion {
     }
 
     /// The full ancestral chain (`p_sample_loop`) from x_T: `noise(t)` supplies the noise of step t > 0.
-    /// x is updated in place; the timestep vector is built once.
+    /// x is updated in place; the timestep vector is built once, and so is the condition's share of the
+    /// denoiser's init conv (`Unet3D.prepare(cond:)`).
     public func sampleDDPM(xT: Tensor, cond: Tensor, noise: (Int) -> Tensor, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         var x = xT
         var times = [Float](repeating: 0, count: x.shape[0])
+        let prepared = denoiser.prepare(cond: cond)
         for t in stride(from: schedule.timesteps - 1, through: 0, by: -1) {
             for b in times.indices { times[b] = Float(t) }
-            let eps = denoiser(x, cond: cond, timesteps: times)
+            let eps = denoiser(x, prepared: prepared, timesteps: times)
             ddpmUpdate(&x, eps: eps, t: t, noise: t > 0 ? noise(t) : nil)
             step?(t, x)
         }
@@ -68,14 +70,16 @@ public final class GaussianDiffusion {
     }
 
     /// Deterministic DDIM (η = 0) over `steps` of the reference's uniform spacing; x is updated in place.
+    /// The condition's share of the init conv is computed once (`Unet3D.prepare(cond:)`).
     public func sampleDDIM(xT: Tensor, cond: Tensor, steps: Int, step: ((Int, Tensor) -> Void)? = nil) -> Tensor {
         let (ts, alphas, prev) = schedule.ddim(steps: steps)
         var x = xT
         var times = [Float](repeating: 0, count: x.shape[0])
+        let prepared = denoiser.prepare(cond: cond)
         for index in stride(from: ts.count - 1, through: 0, by: -1) {
             let t = ts[index]
             for b in times.indices { times[b] = Float(t) }
-            let e = denoiser(x, cond: cond, timesteps: times)
+            let e = denoiser(x, prepared: prepared, timesteps: times)
             GaussianDiffusion.ddimUpdate(&x, eps: e, alpha: alphas[index], alphaPrev: prev[index])
             step?(t, x)
         }

@@ -97,6 +97,13 @@ public enum NetworkOps {
             } else {
                 (s, q) = NetworkOps.moments(p, n)
             }
+            merge(sum: s, centred: q, count: n)
+        }
+
+        /// Adds a chunk of `n` floats given by its sum `s` and its Σ (x − c)² `q` with c = s / n in Float.
+        @inline(__always)
+        mutating func merge(sum s: Float, centred q: Float, count n: Int) {
+            guard n > 0 else { return }
             // Chunk mean μ = s/n exactly; Σ(x−μ)² = Σ(x−c)² − n(c−μ)² with c = s/n in Float.
             let c = s / Float(n)
             let nd = Double(n), mu = Double(s) / nd, off = Double(c) - mu
@@ -160,6 +167,90 @@ public enum NetworkOps {
             }
         }
         return GroupStatistics(groups: groups, mean: mean, variance: variance)
+    }
+
+    /// Group statistics from per-plane partial sums (`DirectConvolution.Fusion.statistics`): `planeMoments`
+    /// holds, per image, channel and plane, (Σ x, Σ (x − c)²) over `planeSize` floats, c = Σ x / planeSize;
+    /// the planes are merged in Double (Chan's update), channel by channel, plane by plane.
+    public static func groupStatistics(planeMoments pm: UnsafePointer<Float>, images B: Int, channels C: Int, planes D: Int,
+                                       planeSize P: Int, groups: Int) -> GroupStatistics {
+        precondition(C % groups == 0, "groupStatistics: \(C) channels into \(groups) groups")
+        let cpg = C / groups
+        var mean = [Double](repeating: 0, count: B * groups), variance = mean
+        for b in 0..<B {
+            for g in 0..<groups {
+                var m = Moments()
+                for c in (g * cpg)..<((g + 1) * cpg) {
+                    let p = pm + 2 * ((b * C + c) * D)
+                    for d in 0..<D { m.merge(sum: p[2 * d], centred: p[2 * d + 1], count: P) }
+                }
+                mean[b * groups + g] = m.mean
+                variance[b * groups + g] = m.m2 / Double(max(cpg * D * P, 1))
+            }
+        }
+        return GroupStatistics(groups: groups, mean: mean, variance: variance)
+    }
+
+    /// The per-(image, channel) affine of GroupNorm (+ ×(1 + scale) + shift) from group statistics:
+    /// normalised x = x·a + o, with the same float operations as `groupNorm`'s pass.
+    public static func groupNormCoefficients(_ stats: GroupStatistics, channels C: Int, eps: Float, weight: Tensor, bias: Tensor,
+                                             scale: Tensor? = nil, shift: Tensor? = nil) -> (a: [Float], o: [Float]) {
+        let groups = stats.groups, B = stats.mean.count / max(1, groups), cpg = C / groups
+        precondition(C % groups == 0 && weight.count == C && bias.count == C, "groupNormCoefficients: \(C) channels, \(groups) groups")
+        let gp = weight.scalars, bp = bias.scalars
+        let sc = scale?.scalars, sh = shift?.scalars
+        var av = [Float](repeating: 0, count: B * C), ov = av
+        for bg in 0..<(B * groups) {
+            let b = bg / groups, g = bg % groups
+            let mean = stats.mean[bg], variance = stats.variance[bg]
+            let rstd = 1 / (variance + Double(eps)).squareRoot()
+            for cc in 0..<cpg {
+                let c = g * cpg + cc
+                var a = Float(rstd) * gp[c]
+                var o = bp[c] - Float(mean * rstd) * gp[c]
+                if let sc, let sh {
+                    let s1 = 1 + sc[b * C + c]
+                    a *= s1
+                    o = o * s1 + sh[b * C + c]
+                }
+                av[b * C + c] = a; ov[b * C + c] = o
+            }
+        }
+        return (av, ov)
+    }
+
+    /// AVX-512 only (`ResidualEpilogueAVX512`): h = act(h·a[b, c] + o[b, c]) + r in place, with r = `identity`
+    /// or, with `packedWeight` (`ResidualEpilogueAVX512.packWeight` of a [C × (C1 + C2)] 1×1 conv), r = bias +
+    /// W·[x1; x2] computed in the same pass. h is (B, C, S…); x1 (B, C1, S…), x2 (B, C2, S…) or nil.
+    /// Columns in runs of 32 across the workers (on the calling thread below `inlineBelow` floats).
+    public static func normalizeAddResidual(_ h: inout Tensor, a: [Float], o: [Float], silu: Bool, identity: Tensor?,
+                                            packedWeight: [Float]?, bias: Tensor?, x1: Tensor, x2: Tensor?) {
+        precondition(KernelContext.useAVX512, "normalizeAddResidual: AVX-512 only")
+        let B = h.shape[0], C = h.shape[1], S = h.count / max(1, B * C)
+        let c1 = x1.shape[1], c2 = x2?.shape[1] ?? 0
+        precondition(a.count == B * C && o.count == B * C && x1.shape[0] == B && x1.count == B * c1 * S
+                     && (x2 == nil || x2!.count == B * c2 * S) && (identity == nil || identity!.shape == h.shape)
+                     && (identity != nil || packedWeight != nil), "normalizeAddResidual: \(h.shape) with \(x1.shape), \(x2?.shape ?? [])")
+        let workers = h.count < inlineBelow ? 1 : max(1, min(KernelContext.threads, S / 256))
+        let chunk = ((S + workers - 1) / workers + 31) / 32 * 32
+        let empty: [Float] = []
+        h.withMutablePointer { hp in x1.withPointer { p1 in a.withUnsafeBufferPointer { ap in o.withUnsafeBufferPointer { op in
+        (packedWeight ?? empty).withUnsafeBufferPointer { wp in
+            let p2 = x2?.withPointer { $0 }, rp = identity?.withPointer { $0 }, bp = bias?.withPointer { $0 }   // held by the caller
+            let work = { (worker: Int) in
+                let j0 = worker * chunk, j1 = min(S, j0 + chunk)
+                guard j1 > j0 else { return }
+                for b in 0..<B {
+                    ResidualEpilogueAVX512.normalizeAddResidual(
+                        h: hp + b * C * S, channels: C, stride: S, columns: j0, j1, scale: ap.baseAddress! + b * C,
+                        shift: op.baseAddress! + b * C, silu: silu, identity: rp.map { $0 + b * C * S },
+                        weight: packedWeight == nil ? nil : wp.baseAddress!, bias: bp,
+                        x1: p1 + b * c1 * S, c1: packedWeight == nil ? 0 : c1, x2: p2.map { $0 + b * c2 * S }, c2: c2)
+                }
+            }
+            if workers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: work) }
+        }
+        }}}}
     }
 
     /// Elementwise a += b over the worker threads, returning the group statistics of the sum

@@ -90,16 +90,83 @@ public final class Unet3D {
         let cout: Int
         /// Where this block's 2·cout outputs sit in the stacked time-MLP weights (`Unet3D.mlpWeight`).
         let mlpOffset: Int
+        /// The 1×1 res_conv's weights packed for `ResidualEpilogueAVX512` (packed at load on AVX-512 CPUs).
+        let resPacked: [Float]?
         init(_ sd: StateDict, _ p: String, cin: Int, cout: Int, timeDim: Int?, mlpOffset: Int = 0) throws {
             mlp = try timeDim.map { try Linear(sd, p + "mlp.1.", out: 2 * cout, in: $0) }
             block1 = try Block(sd, p + "block1.", cin: cin, cout: cout)
             block2 = try Block(sd, p + "block2.", cin: cout, cout: cout)
-            resConv = cin != cout ? try Conv(sd, p + "res_conv.", shape: [cout, cin, 1, 1, 1]) : nil
+            let res = cin != cout ? try Conv(sd, p + "res_conv.", shape: [cout, cin, 1, 1, 1]) : nil
+            resConv = res
             self.cout = cout
             self.mlpOffset = mlpOffset
+            if let res, res.isPointwise, KernelContext.useAVX512 {
+                resPacked = res.weight.withPointer { ResidualEpilogueAVX512.packWeight($0, rows: cout, cols: cin) }
+            } else {
+                resPacked = nil
+            }
         }
+
+        /// The block through the fused path (`Unet3D.fusedResnet`), on `a` or on the concatenation [a, b];
+        /// nil when it does not apply (portable path, knob off, convolutions not on the direct kernels).
+        func fused(_ a: Tensor, _ b: Tensor?, _ t: Tensor?, _ projected: TimeProjections?) -> Tensor? {
+            let bits = Unet3D.fusedResnet
+            guard bits & 5 != 0, KernelContext.useAVX512, Unet3D.fuseResidualAdd, Unet3D.pointwiseGEMM, a.rank == 5 else { return nil }
+            let cin = a.shape[1] + (b?.shape[1] ?? 0), spatial = Array(a.shape[2...])
+            guard Unet3D.takesDirect(block1.proj, channels: cin, spatial: spatial),
+                  Unet3D.takesDirect(block2.proj, channels: cout, spatial: spatial),
+                  resConv.map({ $0.isPointwise }) ?? (cin == cout && b == nil) else { return nil }
+            let tap = Unet3D.phaseTap
+            Unet3D.fusedBlocks += 1
+            let (scale, shift) = scaleShift(t, projected); tap?("mlp")
+            var x1 = a, x2 = b
+            if let b, bits & 8 == 0 { x1 = Tensor.concat([a, b], axis: 1); x2 = nil; tap?("concat") }
+            let inConv = bits & 1 != 0
+            let (n, planes, planeSize) = (a.shape[0], spatial[0], spatial[1] * spatial[2])
+            func statistics(_ y: Tensor, _ pm: [Float]?) -> NetworkOps.GroupStatistics {
+                guard let pm else { return NetworkOps.groupStatistics(y, groups: 8) }
+                return pm.withUnsafeBufferPointer {
+                    NetworkOps.groupStatistics(planeMoments: $0.baseAddress!, images: n, channels: cout, planes: planes,
+                                               planeSize: planeSize, groups: 8)
+                }
+            }
+            var c2: Tensor, pm2: [Float]?
+            do {
+                guard case (var c1, let pm1)? = Unet3D.directConvolution(x1, x2, block1.proj, statistics: inConv) else { return nil }
+                tap?("conv1")
+                NetworkOps.groupNorm(&c1, groups: 8, eps: 1e-5, weight: block1.normWeight, bias: block1.normBias,
+                                     scale: scale, shift: shift, silu: true, stats: statistics(c1, pm1))
+                tap?("norm1")
+                guard let r = Unet3D.directConvolution(c1, nil, block2.proj, statistics: inConv) else { return nil }
+                (c2, pm2) = r
+                tap?("conv2")
+            }
+            let s2 = statistics(c2, pm2)
+            if bits & 4 != 0 {
+                let k2 = NetworkOps.groupNormCoefficients(s2, channels: cout, eps: 1e-5, weight: block2.normWeight, bias: block2.normBias)
+                let packed = resConv == nil ? nil
+                    : resPacked ?? resConv!.weight.withPointer { ResidualEpilogueAVX512.packWeight($0, rows: cout, cols: cin) }
+                NetworkOps.normalizeAddResidual(&c2, a: k2.a, o: k2.o, silu: true, identity: resConv == nil ? x1 : nil,
+                                                packedWeight: packed, bias: resConv?.bias, x1: x1, x2: x2)
+                tap?("norm2+add")
+                return c2
+            }
+            let r: Tensor
+            if let resConv {
+                r = x2.map { Unet3D.pointwiseOfConcat(x1, $0, weight: resConv.weight, bias: resConv.bias) } ?? resConv(x1)
+            } else {
+                r = x1
+            }
+            tap?("res_conv")
+            NetworkOps.groupNorm(&c2, groups: 8, eps: 1e-5, weight: block2.normWeight, bias: block2.normBias, silu: true, stats: s2,
+                                 residual: r)
+            tap?("norm2+add")
+            return c2
+        }
+
         /// `t` is the time embedding (B, timeDim); `projected`, when given, holds this block's time-MLP output.
         func callAsFunction(_ x: Tensor, _ t: Tensor?, _ projected: TimeProjections? = nil) -> Tensor {
+            if let y = fused(x, nil, t, projected) { return y }
             if let tap = Unet3D.phaseTap {   // the same ops, timed one by one
                 let (scale, shift) = scaleShift(t, projected); tap("mlp")
                 var h = block1.proj(x); tap("conv1")
@@ -123,6 +190,7 @@ public final class Unet3D {
         /// `Unet3D.concatFreeSkips`, block1's convolution reads both inputs in place (direct kernels)
         /// and the 1×1 res_conv is two GEMMs, so the concatenation is never built.
         func callAsFunction(_ a: Tensor, _ b: Tensor, _ t: Tensor?, _ projected: TimeProjections? = nil) -> Tensor {
+            if let y = fused(a, b, t, projected) { return y }
             guard Unet3D.concatFreeSkips && Unet3D.pointwiseGEMM, let resConv, resConv.isPointwise,
                   let convolved = Unet3D.directConvolutionOfConcat(a, b, block1.proj) else {
                 if let tap = Unet3D.phaseTap { let c = Tensor.concat([a, b], axis: 1); tap("concat"); return self(c, t, projected) }
@@ -177,12 +245,16 @@ public final class Unet3D {
             toOutBias = try sd.tensor(p + "fn.fn.to_out.bias", shape: [dim])
             self.heads = heads; self.dimHead = dimHead
             folded = UnetAttention.foldedOutputWeights(toQKV: toQKV, toOut: toOut, channels: dim, heads: heads)
+            keyTransposed = UnetAttention.keyWeightsTransposed(toQKV: toQKV, channels: dim, hidden: heads * dimHead)
         }
         /// The output weights with the value projection folded in (C ≤ dh), computed once at load.
         let folded: [Float]?
+        /// Wkᵀ (C × hidden) for the kᵀ paths, built once at load.
+        let keyTransposed: [Float]
         func callAsFunction(_ x: Tensor, scratch: UnetScratch) -> Tensor {
             Unet3D.spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads,
-                                               folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil, scratch: scratch)
+                                               folded: UnetAttention.cacheFoldedWeights != 0 ? folded : nil,
+                                               keyTransposed: UnetAttention.cacheKeyWeightsTransposed ? keyTransposed : nil, scratch: scratch)
         }
     }
 
@@ -264,6 +336,9 @@ public final class Unet3D {
     public let architecture: Architecture
     let relPosTable: Tensor
     let initConv: Conv
+    /// `initConv`'s weights split by input channel: [dim, C_x, 1, k, k] for x (the first `outputChannels`
+    /// inputs) and [dim, C_cond, 1, k, k] for the condition, contiguous (`Unet3D+Condition.swift`).
+    let initConvX: Tensor, initConvCond: Tensor
     let initTemporal: FullAttention
     let timeLinear1: Linear, timeLinear2: Linear
     let downs: [Level], ups: [Level]
@@ -309,6 +384,11 @@ public final class Unet3D {
         let initDim = sd.shape("init_conv.weight")![0]
         let k = a.initKernel
         initConv = try Conv(sd, "init_conv.", shape: [initDim, a.inputChannels, 1, k, k], pad: [0, k / 2, k / 2])
+        guard a.outputChannels < a.inputChannels else {
+            throw WeightsError(.architecture, file: sd.file, "init_conv takes \(a.inputChannels) channels for \(a.outputChannels) output channels: no condition")
+        }
+        initConvX = initConv.weight.slice(axis: 1, 0..<a.outputChannels)
+        initConvCond = initConv.weight.slice(axis: 1, a.outputChannels..<a.inputChannels)
         initTemporal = try FullAttention(sd, "init_temporal_attn.", dim: initDim, heads: h, dimHead: dh, temporal: true)
         timeLinear1 = try Linear(sd, "time_mlp.1.", out: td, in: a.dim)
         timeLinear2 = try Linear(sd, "time_mlp.3.", out: td, in: td)
@@ -430,6 +510,67 @@ public final class Unet3D {
     /// ratio within noise; left off.
     nonisolated(unsafe) public static var batchedTimeMLP = false
 
+    /// Bits of the fused ResnetBlock path (`ResnetBlock.fused`: AVX-512 only, blocks whose two (1,3,3)
+    /// convolutions take the direct kernels, i.e. the 24² and 12² levels; the others keep the code below):
+    /// 1: the convolutions gather each output plane's GroupNorm partial sums as they write it (no
+    /// statistics read pass); 4: the second Block's GroupNorm + SiLU + residual (the input, or its 1×1
+    /// res_conv computed in the same pass) in one pass in place over conv2's output; 8 (with 1 or 4): the
+    /// up blocks' conv1 and res_conv read [h, skip] in place (no concatenation). 0: the previous code.
+    /// Default 13 (all three). Knob `fres` of `tumorbench networks unet-ab`; measured in session 6
+    /// (Benchmarks/results/networks.md): ResnetBlock time outside the convolutions 8.3 → 5.9 ms per step,
+    /// step CPU samples −2 to −3%, paired step ratios 0.95–1.00 under load 4–6. (Bit 2, the first Block's
+    /// GroupNorm + SiLU applied by the second convolution while it fills its input planes, measured slower
+    /// and was removed.)
+    nonisolated(unsafe) public static var fusedResnet = 13
+
+    /// Whether `conv` on `channels` × `spatial` inputs runs on the direct AVX-512 kernels (`directConvolution`).
+    static func takesDirect(_ conv: Conv, channels: Int, spatial: [Int]) -> Bool {
+        guard KernelContext.useAVX512, spatial.count == 3, conv.weight.shape[1] == channels else { return false }
+        let k = Array(conv.weight.shape[2...]), s = conv.stride, p = conv.pad
+        var o = [0, 0, 0]
+        for i in 0..<3 { o[i] = (spatial[i] + 2 * p[i] - k[i]) / s[i] + 1 }
+        let outDims = (o[0], o[1], o[2])
+        return !Tensor.conv3dWholeIm2col(outDims: outDims, kernel: k, channels: channels)
+            && Tensor.conv3dDirect(outDims: outDims, kernel: k, stride: s, channels: channels, outChannels: conv.weight.shape[0])
+    }
+
+    /// `conv(a)` or `conv(concat([a, b], axis: 1))` (both inputs read in place) on the direct AVX-512
+    /// kernels, or nil when it does not take them. `statistics` (stride 1 only): also returns each output
+    /// plane's partial sums (`DirectConvolution.Fusion.statistics`, image after image).
+    static func directConvolution(_ a: Tensor, _ b: Tensor?, _ conv: Conv, statistics: Bool = false) -> (Tensor, [Float]?)? {
+        guard a.rank == 5 else { return nil }
+        if let b { guard b.rank == 5, a.shape[0] == b.shape[0], Array(a.shape[2...]) == Array(b.shape[2...]) else { return nil } }
+        let w = conv.weight
+        let (n, c1, c2, cout) = (a.shape[0], a.shape[1], b?.shape[1] ?? 0, w.shape[0])
+        let cin = c1 + c2
+        let k = Array(w.shape[2...]), s = conv.stride, p = conv.pad
+        guard takesDirect(conv, channels: cin, spatial: Array(a.shape[2...])) else { return nil }
+        guard !statistics || s == [1, 1, 1] else { return nil }
+        var o = [0, 0, 0]
+        for i in 0..<3 { o[i] = (a.shape[2 + i] + 2 * p[i] - k[i]) / s[i] + 1 }
+        let outDims = (o[0], o[1], o[2])
+        let inSpatial = a.spatialCount, outSpatial = o[0] * o[1] * o[2]
+        var out = Tensor(uninitialized: [n, cout] + o)
+        var moments = [Float](repeating: 0, count: statistics ? 2 * n * cout * o[0] : 0)
+        if b != nil { concatFreeConvolutions += 1 }
+        a.withPointer { xa in w.withPointer { wp in out.withMutablePointer { y in moments.withUnsafeMutableBufferPointer { mp in
+            let bp = conv.bias?.withPointer { $0 }   // held by `conv`
+            let xb = b?.withPointer { $0 }           // held by the caller
+            for i in 0..<n {
+                let fusion = DirectConvolution.Fusion(statistics: statistics ? mp.baseAddress! + 2 * i * cout * o[0] : nil)
+                DirectConvolution.conv3d(input: xa + i * c1 * inSpatial, channels: cin, inputDims: (a.shape[2], a.shape[3], a.shape[4]),
+                                         weight: wp, outChannels: cout, kernel: (k[0], k[1], k[2]), stride: (s[0], s[1], s[2]),
+                                         front: (p[0], p[1], p[2]), replicate: false, bias: bp, output: y + i * cout * outSpatial,
+                                         outputDims: outDims, threads: KernelContext.threads,
+                                         secondInput: xb.map { $0 + i * c2 * inSpatial }, firstChannels: c1, fusion: fusion)
+            }
+        }}}}
+        return (out, statistics ? moments : nil)
+    }
+
+    /// How many ResnetBlocks ran the fused path so far in this process (for tests).
+    nonisolated(unsafe) public private(set) static var fusedBlocks = 0
+
     /// How many convolutions ran concat-free so far in this process (for tests).
     nonisolated(unsafe) public private(set) static var concatFreeConvolutions = 0
 
@@ -445,32 +586,8 @@ public final class Unet3D {
     /// `conv(concat([a, b], axis: 1))` with both inputs read in place, when `concatFreeSkips` is on and the
     /// convolution takes the direct AVX-512 kernels (the same floats as on the concatenation); else nil.
     static func directConvolutionOfConcat(_ a: Tensor, _ b: Tensor, _ conv: Conv) -> Tensor? {
-        guard concatFreeSkips, KernelContext.useAVX512, a.rank == 5, b.rank == 5, a.shape[0] == b.shape[0],
-              Array(a.shape[2...]) == Array(b.shape[2...]) else { return nil }
-        let w = conv.weight
-        let (n, c1, c2, cout) = (a.shape[0], a.shape[1], b.shape[1], w.shape[0])
-        let cin = c1 + c2
-        let k = Array(w.shape[2...]), s = conv.stride, p = conv.pad
-        guard w.shape[1] == cin else { return nil }
-        var o = [0, 0, 0]
-        for i in 0..<3 { o[i] = (a.shape[2 + i] + 2 * p[i] - k[i]) / s[i] + 1 }
-        let outDims = (o[0], o[1], o[2])
-        guard !Tensor.conv3dWholeIm2col(outDims: outDims, kernel: k, channels: cin),
-              Tensor.conv3dDirect(outDims: outDims, kernel: k, stride: s, channels: cin, outChannels: cout) else { return nil }
-        let inSpatial = a.spatialCount, outSpatial = o[0] * o[1] * o[2]
-        var out = Tensor(uninitialized: [n, cout] + o)
-        concatFreeConvolutions += 1
-        a.withPointer { xa in b.withPointer { xb in w.withPointer { wp in out.withMutablePointer { y in
-            let bp = conv.bias?.withPointer { $0 }   // held by `conv`
-            for i in 0..<n {
-                DirectConvolution.conv3d(input: xa + i * c1 * inSpatial, channels: cin, inputDims: (a.shape[2], a.shape[3], a.shape[4]),
-                                         weight: wp, outChannels: cout, kernel: (k[0], k[1], k[2]), stride: (s[0], s[1], s[2]),
-                                         front: (p[0], p[1], p[2]), replicate: false, bias: bp, output: y + i * cout * outSpatial,
-                                         outputDims: outDims, threads: KernelContext.threads,
-                                         secondInput: xb + i * c2 * inSpatial, firstChannels: c1)
-            }
-        }}}}
-        return out
+        guard concatFreeSkips else { return nil }
+        return directConvolution(a, b, conv)?.0
     }
 
     /// A 1×1×1 convolution of concat([a, b], axis: 1): bias, then W[:, ..<Ca]·a and W[:, Ca...]·b accumulated
@@ -515,6 +632,14 @@ public final class Unet3D {
     public func callAsFunction(_ x: Tensor, cond: Tensor, timesteps: [Float], taps: Taps? = nil) -> Tensor {
         precondition(x.rank == 5 && cond.rank == 5 && x.shape[1] + cond.shape[1] == architecture.inputChannels,
                      "Unet3D: x \(x.shape) and cond \(cond.shape) must give \(architecture.inputChannels) channels")
+        return forward(x, timesteps: timesteps, taps: taps) {
+            Unet3D.directConvolutionOfConcat(x, cond, initConv) ?? initConv(Tensor.concat([x, cond], axis: 1))
+        }
+    }
+
+    /// The network after its input: `initConvolution` computes init_conv's output (inside the step's
+    /// single-threaded-BLAS scope), the rest is the same for `callAsFunction(_:cond:)` and `(_:prepared:)`.
+    func forward(_ x: Tensor, timesteps: [Float], taps: Taps?, initConvolution: () -> Tensor) -> Tensor {
         precondition(timesteps.count == x.shape[0], "Unet3D: \(timesteps.count) timesteps for batch \(x.shape[0])")
         let F = x.shape[2]
         let bias = AttentionOps.relativePositionBias(table: relPosTable, tokens: F, maxDistance: maxDistance)
@@ -524,7 +649,7 @@ public final class Unet3D {
         let singleBLAS = Unet3D.singleThreadedBLAS && KernelContext.threads > 1 && savedBLAS != 1
         if singleBLAS { BLASThreads.count = 1 }
         defer { if singleBLAS { BLASThreads.count = savedBLAS } }
-        var h = Unet3D.directConvolutionOfConcat(x, cond, initConv) ?? initConv(Tensor.concat([x, cond], axis: 1))
+        var h = initConvolution()
         taps?("init_conv", h)
         let r = h
         h = initTemporal(h, bias: bias, scratch: scratch)

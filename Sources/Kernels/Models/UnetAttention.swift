@@ -168,10 +168,10 @@ public enum UnetAttention {
     static func spatialLinear(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                               gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
                               bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, folded: UnsafePointer<Float>? = nil,
-                              scratch: UnetScratch, workers: Int) {
+                              keyTransposed: UnsafePointer<Float>? = nil, scratch: UnetScratch, workers: Int) {
         if useSpatialBatched(positions: Pn) {
             spatialLinearBatched(x: x, y: y, batch: B, channels: C, frames: F, positions: Pn, gamma: gamma, wqkv: wqkv, wout: wout,
-                                 bout: bout, heads: heads, dimHead: dh, scratch: scratch, workers: workers)
+                                 bout: bout, heads: heads, dimHead: dh, keyTransposed: keyTransposed, scratch: scratch, workers: workers)
             return
         }
         let hidden = heads * dh, N = F * Pn
@@ -185,8 +185,8 @@ public enum UnetAttention {
         let projRows = fold ? 2 * hidden : 3 * hidden
         let deferK = avx && fusedPasses & deferredK != 0
         let kT16 = groups16 && dh % 16 == 0 && fusedPasses & transposedK != 0
-        // Wkᵀ (C × hidden) for kᵀ = xnᵀ Wkᵀ.
-        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
+        // Wkᵀ (C × hidden) for kᵀ = xnᵀ Wkᵀ (`keyTransposed`: built at load).
+        let wkTransposed = kT16 && keyTransposed == nil ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
         scratch.prepare(workers: max(1, w), count: spatialScratch(channels: C, positions: Pn, heads: heads, dimHead: dh))
         let blocks = scratch.blocks
         computed.withUnsafeBufferPointer { fp in
@@ -204,7 +204,7 @@ public enum UnetAttention {
             let yf = y + b * C * N + f * Pn
             layerNormColumns(xf, srcStride: N, xn, dstStride: Pn, channels: C, count: Pn, gamma: gamma)
             if kT16 {
-                spatialHeadsTransposedK(xn: xn, qkv: qkv, ctx: ctx, m: m, kInverse: colMax, wqkv: wqkv, wkT: wkp.baseAddress!,
+                spatialHeadsTransposedK(xn: xn, qkv: qkv, ctx: ctx, m: m, kInverse: colMax, wqkv: wqkv, wkT: keyTransposed ?? wkp.baseAddress!,
                                         wout: wout, foldedW: foldedW, channels: C, positions: Pn, heads: heads, dimHead: dh, scale: scale)
             } else {
             if groups16 {
@@ -297,6 +297,16 @@ public enum UnetAttention {
                 narrow(M: C, K: dh, a: wout + h * dh, lda: hidden, b: ctx, ldb: dh, c: m + h * dh, ldc: hidden)
             }
         }
+    }
+
+    /// Knob: true (default) the spatial linear attention blocks build Wkᵀ (`keyWeightsTransposed`) once at
+    /// load; false every call rebuilds it (the previous code). Knob `wkt` of `tumorbench networks unet-ab`.
+    nonisolated(unsafe) public static var cacheKeyWeightsTransposed = true
+
+    /// `keyWeightsTransposed` of a block's `to_qkv` weight (3·hidden × C).
+    static func keyWeightsTransposed(toQKV: Tensor, channels C: Int, hidden: Int) -> [Float] {
+        precondition(toQKV.count == 3 * hidden * C, "keyWeightsTransposed: to_qkv \(toQKV.shape) for \(C) channels, hidden \(hidden)")
+        return toQKV.withUnsafeBufferPointer { keyWeightsTransposed(wqkv: $0.baseAddress!, channels: C, hidden: hidden) }
     }
 
     /// Wkᵀ (C × hidden): row c holds W_k[·][c], W_k being rows hidden ..< 2·hidden of `wqkv` (3·hidden × C).
@@ -663,9 +673,11 @@ extension Unet3D {
         spatialLinearAttentionBlock(x, gamma: gamma, toQKV: toQKV, toOut: toOut, toOutBias: toOutBias, heads: heads, scratch: UnetScratch())
     }
 
-    /// `folded`: `UnetAttention.foldedOutputWeights` of these weights (computed per call if nil).
+    /// `folded`: `UnetAttention.foldedOutputWeights` of these weights (computed per call if nil);
+    /// `keyTransposed`: `UnetAttention.keyWeightsTransposed` of `toQKV` (built per call where needed if nil).
     static func spatialLinearAttentionBlock(_ x: Tensor, gamma: Tensor, toQKV: Tensor, toOut: Tensor, toOutBias: Tensor,
-                                            heads: Int, folded: [Float]? = nil, scratch: UnetScratch) -> Tensor {
+                                            heads: Int, folded: [Float]? = nil, keyTransposed: [Float]? = nil,
+                                            scratch: UnetScratch) -> Tensor {
         precondition(x.rank == 5, "spatialLinearAttentionBlock: x \(x.shape) must be 5-D")
         let (B, C, F, H, W) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3], x.shape[4])
         let hidden = toOut.count / C
@@ -678,13 +690,19 @@ extension Unet3D {
                     toQKV.withUnsafeBufferPointer { wq in
                         toOut.withUnsafeBufferPointer { wo in
                             toOutBias.withUnsafeBufferPointer { bo in
-                                let run = { (fp: UnsafePointer<Float>?) in
+                                let run = { (fp: UnsafePointer<Float>?, kp: UnsafePointer<Float>?) in
                                     UnetAttention.spatialLinear(x: xp.baseAddress!, y: op.baseAddress!, batch: B, channels: C, frames: F,
                                                                 positions: H * W, gamma: g.baseAddress!, wqkv: wq.baseAddress!,
                                                                 wout: wo.baseAddress!, bout: bo.baseAddress!, heads: heads, dimHead: hidden / heads,
-                                                                folded: fp, scratch: scratch, workers: KernelContext.threads)
+                                                                folded: fp, keyTransposed: kp, scratch: scratch, workers: KernelContext.threads)
                                 }
-                                if let folded { folded.withUnsafeBufferPointer { run($0.baseAddress!) } } else { run(nil) }
+                                let withKey = { (fp: UnsafePointer<Float>?) in
+                                    if let keyTransposed {
+                                        precondition(keyTransposed.count == C * hidden, "spatialLinearAttentionBlock: Wkᵀ of \(keyTransposed.count) floats")
+                                        keyTransposed.withUnsafeBufferPointer { run(fp, $0.baseAddress!) }
+                                    } else { run(fp, nil) }
+                                }
+                                if let folded { folded.withUnsafeBufferPointer { withKey($0.baseAddress!) } } else { withKey(nil) }
                             }
                         }
                     }

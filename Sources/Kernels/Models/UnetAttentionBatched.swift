@@ -74,7 +74,8 @@ extension UnetAttention {
     /// ctx = k vᵀ, o = ctxᵀ q, (3) y += Wo · o + b in row chunks. Same contract as `spatialLinear`.
     static func spatialLinearBatched(x: UnsafePointer<Float>, y: P, batch B: Int, channels C: Int, frames F: Int, positions Pn: Int,
                                      gamma: UnsafePointer<Float>, wqkv: UnsafePointer<Float>, wout: UnsafePointer<Float>,
-                                     bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, scratch: UnetScratch, workers: Int) {
+                                     bout: UnsafePointer<Float>, heads: Int, dimHead dh: Int, keyTransposed: UnsafePointer<Float>? = nil,
+                                     scratch: UnetScratch, workers: Int) {
         let avx = KernelContext.useAVX512
         // AVX-512: a frame's o is written in whole 16-lane groups (Pp columns), spilling into the next
         // frame's columns (written after it) and, for the last frame, into 16 columns of padding.
@@ -84,7 +85,7 @@ extension UnetAttention {
         let wk = max(1, workers)
         // kᵀ path (fused bit 3): per worker kᵀ_h (N × dh) and the k softmax's 1/Σ per frame (F × dh).
         let kT16 = avx && dh % 16 == 0 && fusedPasses & batchedTransposedK != 0
-        let wkTransposed = kT16 ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
+        let wkTransposed = kT16 && keyTransposed == nil ? keyWeightsTransposed(wqkv: wqkv, channels: C, hidden: hidden) : []
         let perWorker = max(dh * dh + 2 * Np, dh * dh + 2 * dh * Pp, kT16 ? dh * dh + N * dh + F * dh : 0)
         scratch.prepare(workers: 1, count: (C + 4 * hidden) * Np + wk * perWorker)
         let xn = scratch.blocks[0], qkv = xn + C * Np, o = qkv + 3 * hidden * Np, local = o + hidden * Np
@@ -103,7 +104,8 @@ extension UnetAttention {
             wkTransposed.withUnsafeBufferPointer { wkp in
             UnetParallel.run(tasks: heads, workers: wk) { h, worker in
                 if kT16 {
-                    batchedHeadTransposedK(xn: xn, qkv: qkv, o: o, local: local + worker * perWorker, wqkv: wqkv, wkT: wkp.baseAddress!,
+                    batchedHeadTransposedK(xn: xn, qkv: qkv, o: o, local: local + worker * perWorker, wqkv: wqkv,
+                                           wkT: keyTransposed ?? wkp.baseAddress!,
                                            channels: C, frames: F, positions: Pn, columns: N, stride: Np, paddedPositions: Pp,
                                            heads: heads, head: h, dimHead: dh, scale: scale)
                     return
