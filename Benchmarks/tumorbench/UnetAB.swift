@@ -35,6 +35,7 @@ enum UnetAB {
         "rband": { ResidualEpilogueAVX512.bandColumns = $0 },   // columns per band of the fused res_conv (32: one tile at a time)
         "s5": { let on = $0 != 0; Unet3D.setConvolutionVariant(on ? Unet3D.defaultConvolutionVariant : 0); WholeIm2col.panelGEMM = on; WholeIm2col.panelPointwise = on; UnetAttention.fusedPasses = on ? 15 : 0; NetworkOps.inlineBelow = on ? 100_000 : 0; Unet3D.normsInPlace = on },   // every session-5 default on (1) or off (0)
         "tcache": { Tensor.transposedPhaseWeightCache = $0 != 0 },   // 1: whole-im2col convT phase weights kept per weight tensor, one output pass
+        "s6": { let on = $0 != 0; Unet3D.fusedResnet = on ? 13 : 0; Unet3D.reuseConditionShare = on; Tensor.transposedPhaseWeightCache = on; UnetAttention.cacheKeyWeightsTransposed = on },   // every session-6 default on (1) or off (0)
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 
