@@ -276,14 +276,7 @@ extension Tensor {
         }
         let kVol = kernel.reduce(1, *)
         let outPlane = outSizes[1] * outSizes[2]
-        var phases: [[GatherDim]] = []
-        for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
-            let phase = [pd, ph, pw]
-            phases.append((0..<3).map {
-                GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
-                                          stride: stride[$0], padding: padding[$0], phase: phase[$0])
-            })
-        }}}
+        let phases = transposedPhases(inputDims: inputDims, outSizes: outSizes, kernel: kernel, stride: stride, padding: padding)
         // Every phase's weights in one pass over `w` in its own order: A_p[co, (ci, jd, jh, jw)] =
         // w[ci, co, pd + sD·jd, ph + sH·jh, pw + sW·jw] (kernel tap (kd, kh, kw) belongs to phase
         // (kd mod sD, kh mod sH, kw mod sW) at (kd / sD, kh / sH, kw / sW)).
@@ -335,6 +328,20 @@ extension Tensor {
         }
     }
 
+    /// The stride-phase decomposition of a transposed convolution: for each output phase (pd, ph, pw),
+    /// the gather geometry along D, H and W.
+    static func transposedPhases(inputDims: [Int], outSizes: [Int], kernel: [Int], stride: [Int], padding: [Int]) -> [[GatherDim]] {
+        var phases: [[GatherDim]] = []
+        for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
+            let phase = [pd, ph, pw]
+            phases.append((0..<3).map {
+                GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
+                                          stride: stride[$0], padding: padding[$0], phase: phase[$0])
+            })
+        }}}
+        return phases
+    }
+
     /// `convTranspose3dPhasesWholeIm2col` with the phase weight matrices kept per weight tensor
     /// (`TransposedPhaseWeights`; repacked through pointers on a miss) and one parallel pass writing
     /// every phase's outputs at the end instead of one per phase. The same floats.
@@ -345,14 +352,7 @@ extension Tensor {
                                             weightOwner: AnyObject, weightOffset: Int) {
         let kVol = kernel.reduce(1, *)
         let outPlane = outSizes[1] * outSizes[2]
-        var phases: [[GatherDim]] = []
-        for pd in 0..<stride[0] { for ph in 0..<stride[1] { for pw in 0..<stride[2] {
-            let phase = [pd, ph, pw]
-            phases.append((0..<3).map {
-                GatherDim.transposedPhase(inputSize: inputDims[$0], outputSize: outSizes[$0], kernel: kernel[$0],
-                                          stride: stride[$0], padding: padding[$0], phase: phase[$0])
-            })
-        }}}
+        let phases = transposedPhases(inputDims: inputDims, outSizes: outSizes, kernel: kernel, stride: stride, padding: padding)
         let phaseTaps = phases.map { $0[0].taps * $0[1].taps * $0[2].taps }
         var phaseOffset = [Int](repeating: 0, count: phases.count + 1)
         for p in 0..<phases.count { phaseOffset[p + 1] = phaseOffset[p] + cout * cin * phaseTaps[p] }

@@ -20,34 +20,10 @@ public enum NormActivationAVX512 {
         var j = 0
         if silu {
             // v / (1 + exp(−v)) with the portable `NetworkOps.fastExp` written out operation for operation
-            // (Cephes polynomial, input clamped to [−87.3, 88.3], 2ⁿ from the 1.5·2²³ + 127 rounding).
-            // Written inline: a helper taking and returning SIMD16 is not inlined here and passes its
-            // vectors through memory.
-            let lo = F16(repeating: -87.3), hi = F16(repeating: 88.3)
-            let magic = F16(repeating: 12_583_039), log2e = F16(repeating: 1.44269504088896341)
-            let c1 = F16(repeating: 0.693359375), c2 = F16(repeating: 2.12194440e-4)
-            let p0 = F16(repeating: 1.9875691500E-4), p1 = F16(repeating: 1.3981999507E-3)
-            let p2 = F16(repeating: 8.3334519073E-3), p3 = F16(repeating: 4.1665795894E-2)
-            let p4 = F16(repeating: 1.6666665459E-1), p5 = F16(repeating: 5.0000001201E-1)
-            let one = F16(repeating: 1)
+            // (`siluVector`, transparent so its vectors stay in zmm registers).
             while j + 16 <= n {
                 let v = s.loadUnaligned(fromByteOffset: 4 * j, as: F16.self) * av + ov
-                let x0 = -v
-                var x = x0.replacing(with: lo, where: x0 .< lo)
-                x.replace(with: hi, where: x .> hi)
-                let t = x * log2e + magic
-                let fx = t - magic
-                x = x - fx * c1 + fx * c2
-                let z = x * x
-                var y = p0
-                y = y * x + p1
-                y = y * x + p2
-                y = y * x + p3
-                y = y * x + p4
-                y = y * x + p5
-                y = y * z + x + one
-                let pow2 = unsafeBitCast(unsafeBitCast(t, to: SIMD16<UInt32>.self) &<< 23, to: F16.self)
-                d.storeBytes(of: v / (one + y * pow2), toByteOffset: 4 * j, as: F16.self)
+                d.storeBytes(of: siluVector(v), toByteOffset: 4 * j, as: F16.self)
                 j += 16
             }
         } else {
@@ -107,8 +83,9 @@ public enum NormActivationAVX512 {
     }
 }
 
-/// v / (1 + exp(−v)) with `NetworkOps.fastExp`'s operations (the loop of `NormActivationAVX512.affine`
-/// written as a helper; transparent so that its vectors stay in zmm registers).
+/// v / (1 + exp(−v)) with `NetworkOps.fastExp`'s operations (Cephes polynomial, input clamped to
+/// [−87.3, 88.3], 2ⁿ from the 1.5·2²³ + 127 rounding). Transparent: an ordinary helper taking and
+/// returning SIMD16 is not inlined and passes its vectors through memory.
 @_transparent
 func siluVector(_ v: SIMD16<Float>) -> SIMD16<Float> {
     let lo = SIMD16<Float>(repeating: -87.3), hi = SIMD16<Float>(repeating: 88.3)

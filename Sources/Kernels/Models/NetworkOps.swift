@@ -202,21 +202,28 @@ public enum NetworkOps {
         var av = [Float](repeating: 0, count: B * C), ov = av
         for bg in 0..<(B * groups) {
             let b = bg / groups, g = bg % groups
-            let mean = stats.mean[bg], variance = stats.variance[bg]
-            let rstd = 1 / (variance + Double(eps)).squareRoot()
             for cc in 0..<cpg {
                 let c = g * cpg + cc
-                var a = Float(rstd) * gp[c]
-                var o = bp[c] - Float(mean * rstd) * gp[c]
-                if let sc, let sh {
-                    let s1 = 1 + sc[b * C + c]
-                    a *= s1
-                    o = o * s1 + sh[b * C + c]
-                }
-                av[b * C + c] = a; ov[b * C + c] = o
+                (av[b * C + c], ov[b * C + c]) = channelAffine(mean: stats.mean[bg], variance: stats.variance[bg], eps: eps,
+                                                               gain: gp[c], bias: bp[c], scale: sc?[b * C + c], shift: sh?[b * C + c])
             }
         }
         return (av, ov)
+    }
+
+    /// One channel's GroupNorm as x·a + o (then ×(1 + scale) + shift when given), from its group's statistics.
+    @inline(__always)
+    static func channelAffine(mean: Double, variance: Double, eps: Float, gain: Float, bias: Float,
+                              scale: Float?, shift: Float?) -> (a: Float, o: Float) {
+        let rstd = 1 / (variance + Double(eps)).squareRoot()
+        var a = Float(rstd) * gain
+        var o = bias - Float(mean * rstd) * gain
+        if let scale, let shift {
+            let s1 = 1 + scale
+            a *= s1
+            o = o * s1 + shift
+        }
+        return (a, o)
     }
 
     /// AVX-512 only (`ResidualEpilogueAVX512`): h = act(h·a[b, c] + o[b, c]) + r in place, with r = `identity`
@@ -362,16 +369,10 @@ public enum NetworkOps {
                             while i < cpg * S { let c = min(4096, cpg * S - i); m.add(src + offset + i, c); i += c }
                             mean = m.mean; variance = m.m2 / Double(max(cpg * S, 1))
                         }
-                        let rstd = 1 / (variance + Double(eps)).squareRoot()
                         for cc in 0..<cpg {
                             let c = g * cpg + cc
-                            var a = Float(rstd) * gp[c]
-                            var o = bp[c] - Float(mean * rstd) * gp[c]
-                            if let sc, let sh {
-                                let s1 = 1 + sc[b * C + c]
-                                a *= s1
-                                o = o * s1 + sh[b * C + c]
-                            }
+                            let (a, o) = channelAffine(mean: mean, variance: variance, eps: eps, gain: gp[c], bias: bp[c],
+                                                       scale: sc?[b * C + c], shift: sh?[b * C + c])
                             affine(src + offset + cc * S, dst + offset + cc * S, S, a, o, silu: silu)
                             if let residual { addArrays(dst + offset + cc * S, residual + offset + cc * S, S) }
                         }
