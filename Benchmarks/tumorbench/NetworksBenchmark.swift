@@ -7,7 +7,7 @@ import Stages
 /// (96³ patch, 8×24³ latent), with efficiency = counted FLOPs (difftumor.md §6) / (time × sgemm GFLOP/s
 /// measured in the same run), and peak RSS. Cases: sgemm encode unet snap decode early medium; extra:
 /// early-x2, medium-x2 (two concurrent single-threaded syntheses: throughput), unet-profile,
-/// unet-ab (--ab KNOB=V1,V2: interleaved A/B, UnetAB.swift), resnet-phases (ResnetPhases.swift), decode-profile, encode-profile,
+/// unet-ab, early-ab, medium-ab (--ab KNOB=V1,V2: interleaved A/B of one step or a whole synthesis, UnetAB.swift), resnet-phases (ResnetPhases.swift), decode-profile, encode-profile,
 /// early-profile, medium-profile, snap-variants. Options: --kernel-threads N, --blas-threads N,
 /// --mmap (glibc's default mapping of large blocks instead of heap reuse).
 enum NetworksBenchmark {
@@ -200,6 +200,13 @@ enum NetworksBenchmark {
         }
         if selected.contains("unet-ab") {
             try UnetAB.run(engine.noearly!.denoiser, x: xT, cond: cond, spec: abSpec, rounds: runsOverride ?? 15)
+        }
+        for (command, gflop, steps) in [("early-ab", 424.0, 0), ("medium-ab", 1042.0, 50)] where selected.contains(command) {
+            try UnetAB.runSynthesis(command, spec: abSpec, rounds: runsOverride ?? 5, gflop: gflop) {
+                let c = engine.condition(ct: ct, mask: mask)
+                let latent = steps == 0 ? engine.sampleEarly(cond: c, seed: 1) : engine.sampleDDIM(cond: c, seed: 1, steps: steps)
+                return sum(engine.decode(latent: latent))
+            }
         }
         if selected.contains("resnet-phases") {
             try ResnetPhases.run(engine.noearly!.denoiser, x: xT, cond: cond, runs: runsOverride ?? 10, spec: abGiven ? abSpec : nil)

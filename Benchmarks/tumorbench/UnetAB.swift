@@ -6,7 +6,7 @@ import KernelsAVX512
 /// the settings of a kernel knob, interleaved step by step (round r runs every setting once), so a
 /// drift of the shared machine's speed hits every setting alike. Prints each setting's minimum and
 /// median wall time over the rounds, and the median over rounds of its time ÷ the first setting's.
-/// Knobs: the keys of `knobs`, each setting the named switch.
+/// Knobs: the keys of `knobs`, each setting the named switch. `runSynthesis` does the same for whole syntheses.
 enum UnetAB {
     static let knobs: [String: (Int) -> Void] = [
         "plane": { KernelContext.wholeIm2colMaxPlane = $0 },
@@ -39,13 +39,43 @@ enum UnetAB {
         "resnet4": { let on = $0 != 0; Unet3D.singleThreadedBLAS = on; WholeIm2col.shiftedRows = on; Unet3D.fuseResidualAdd = on; Unet3D.pointwiseGEMM = on; usleep(300_000) },
     ]
 
-    static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {
+    /// The knob's name, its setter and the values of `--ab KNOB=V1,V2,…`.
+    static func parse(_ spec: String, command: String) throws -> (name: String, set: (Int) -> Void, values: [Int]) {
         let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
         guard parts.count == 2, let set = knobs[parts[0]] else {
-            throw ValidationError("unet-ab: --ab must be KNOB=V1,V2,… with KNOB one of \(knobs.keys.sorted())")
+            throw ValidationError("\(command): --ab must be KNOB=V1,V2,… with KNOB one of \(knobs.keys.sorted())")
         }
         let values = parts[1].split(separator: ",").compactMap { Int($0) }
-        guard !values.isEmpty else { throw ValidationError("unet-ab: no integer values in '\(parts[1])'") }
+        guard !values.isEmpty else { throw ValidationError("\(command): no integer values in '\(parts[1])'") }
+        return (parts[0], set, values)
+    }
+
+    /// `tumorbench networks early-ab|medium-ab --ab KNOB=V1,V2,… [--runs N]`: the same interleaving for a
+    /// whole synthesis (`body`: condition, sampler, decode), one synthesis per setting per round.
+    static func runSynthesis(_ command: String, spec: String, rounds: Int, gflop: Double, body: () -> Float) throws {
+        let (name, set, values) = try parse(spec, command: command)
+        var times = [[Double]](repeating: [], count: values.count)
+        var checksums = [Float](repeating: 0, count: values.count)
+        for round in 0...rounds {
+            for (i, v) in values.enumerated() {
+                set(v)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                checksums[i] = body()
+                if round > 0 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+            }
+        }
+        print("\(command) \(name) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
+        for (i, v) in values.enumerated() {
+            let s = times[i].sorted()
+            let ratios = zip(times[i], times[0]).map { $0 / $1 }.sorted()
+            print(String(format: "  %@=%-6d min %7.3f s  median %7.3f s (%.1f GFLOP/s)  median ratio to %@=%d: %.3f   (checksum %g)",
+                         name as NSString, v, s[0], s[s.count / 2], gflop / s[s.count / 2], name as NSString, values[0],
+                         ratios[ratios.count / 2], Double(checksums[i])))
+        }
+    }
+
+    static func run(_ unet: Unet3D, x: Tensor, cond: Tensor, spec: String, rounds: Int) throws {
+        let (name, set, values) = try parse(spec, command: "unet-ab")
         var times = [[Double]](repeating: [], count: values.count)
         // Also the time from the call to the init conv's output (relative-position bias, scratch, init conv).
         var initTimes = [[Double]](repeating: [], count: values.count)
@@ -73,7 +103,7 @@ enum UnetAB {
                 }
             }
         }
-        print("unet-ab \(parts[0]) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
+        print("unet-ab \(name) (\(rounds) interleaved rounds after one warm-up; load average \(NetworksBenchmark.loadAverage()))")
         for (i, v) in values.enumerated() {
             let s = times[i].sorted()
             // Paired: this setting's time over the first setting's time in the same round.
@@ -83,7 +113,7 @@ enum UnetAB {
             // being descheduled by other load than the wall time.
             let cpuRatios = zip(cpu[i], cpu[0]).map { $0 / $1 }.sorted()
             print(String(format: "  %@=%-6d min %7.1f ms  median %7.1f ms  median ratio to %@=%d: %.3f   cpu median %7.1f ms, ratio %.3f   (to init_conv: min %.2f ms, median %.2f ms)",
-                         parts[0] as NSString, v, s[0], s[s.count / 2], parts[0] as NSString, values[0], ratios[ratios.count / 2],
+                         name as NSString, v, s[0], s[s.count / 2], name as NSString, values[0], ratios[ratios.count / 2],
                          cpu[i].sorted()[cpu[i].count / 2], cpuRatios[cpuRatios.count / 2], si[0], si[si.count / 2]))
         }
     }
